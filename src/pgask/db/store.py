@@ -1,0 +1,105 @@
+"""Writes and reads of documents and chunks. One transaction per document: stored whole or not at all."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+import numpy as np
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+
+def stable_id(key: str) -> int:
+    """A 63-bit id derived from a string, identical on every engine and every run."""
+    return int.from_bytes(hashlib.blake2b(key.encode("utf-8"), digest_size=8).digest(), "big") >> 1
+
+
+def document_id(source: str) -> int:
+    return stable_id(source)
+
+
+def chunk_id(source: str, ordinal: int) -> int:
+    return stable_id(f"{source}\x00{ordinal}")
+
+
+@dataclass
+class StoredChunk:
+    ordinal: int
+    heading: str
+    content: str
+    token_count: int
+    embedding: np.ndarray
+
+
+def existing_hashes(conn: psycopg.Connection, schema: str, sources: Sequence[str]) -> dict[str, str]:
+    """content_hash of the given sources that are already stored."""
+    if not sources:
+        return {}
+    query = sql.SQL("SELECT source, content_hash FROM {}.documents WHERE id = ANY(%s)").format(
+        sql.Identifier(schema)
+    )
+    ids = [document_id(s) for s in sources]
+    return {source: digest for source, digest in conn.execute(query, (ids,))}
+
+
+def replace_document(
+    conn: psycopg.Connection,
+    schema: str,
+    *,
+    source: str,
+    title: str,
+    content_hash: str,
+    metadata: dict,
+    chunks: Sequence[StoredChunk],
+) -> None:
+    """Replace one document and all its chunks in a single transaction (binary COPY for the chunks)."""
+    s = sql.Identifier(schema)
+    doc_id = document_id(source)
+    with conn.transaction():
+        conn.execute(sql.SQL("DELETE FROM {}.chunks WHERE document_id = %s").format(s), (doc_id,))
+        conn.execute(
+            sql.SQL(
+                """INSERT INTO {}.documents (id, source, title, content_hash, metadata, chunk_count, updated_at)
+                   VALUES (%s, %s, %s, %s, %s, %s, now())
+                   ON CONFLICT (id) DO UPDATE SET source = excluded.source, title = excluded.title,
+                     content_hash = excluded.content_hash, metadata = excluded.metadata,
+                     chunk_count = excluded.chunk_count, updated_at = now()"""
+            ).format(s),
+            (doc_id, source, title, content_hash, Jsonb(metadata), len(chunks)),
+        )
+        copy_sql = sql.SQL(
+            "COPY {}.chunks (document_id, id, ordinal, heading, content, token_count, embedding) "
+            "FROM STDIN WITH (FORMAT BINARY)"
+        ).format(s)
+        with conn.cursor().copy(copy_sql) as copy:
+            copy.set_types(["int8", "int8", "int4", "text", "text", "int4", "vector"])
+            for ch in chunks:
+                copy.write_row(
+                    (doc_id, chunk_id(source, ch.ordinal), ch.ordinal, ch.heading, ch.content,
+                     ch.token_count, ch.embedding)
+                )
+
+
+def delete_documents(conn: psycopg.Connection, schema: str, sources: Iterable[str]) -> int:
+    ids = [document_id(s) for s in sources]
+    if not ids:
+        return 0
+    s = sql.Identifier(schema)
+    with conn.transaction():
+        conn.execute(sql.SQL("DELETE FROM {}.chunks WHERE document_id = ANY(%s)").format(s), (ids,))
+        cur = conn.execute(sql.SQL("DELETE FROM {}.documents WHERE id = ANY(%s)").format(s), (ids,))
+    return cur.rowcount
+
+
+def sources_under(conn: psycopg.Connection, schema: str, prefixes: Sequence[str]) -> list[str]:
+    """Stored sources equal to or below any of the given path prefixes."""
+    if not prefixes:
+        return []
+    query = sql.SQL("SELECT source FROM {}.documents WHERE source = ANY(%s) OR source LIKE ANY(%s)").format(
+        sql.Identifier(schema)
+    )
+    escaped = [p.rstrip("/").replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_") + "/%" for p in prefixes]
+    return [row[0] for row in conn.execute(query, (list(prefixes), escaped))]
