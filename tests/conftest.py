@@ -1,0 +1,125 @@
+"""Fixtures: one real embedded Postgres per test session, the real default model, small corpora
+written by the tests themselves."""
+
+from __future__ import annotations
+
+import itertools
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from pgask.config import Settings
+from pgask.kb import KnowledgeBase
+
+_schemas = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def home(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("pgask-home")
+    yield path
+    from pgask.db.embedded import stop_embedded
+
+    stop_embedded(path)
+
+
+@pytest.fixture
+def schema() -> str:
+    """A fresh schema per test: tests share one server but never each other's data."""
+    return f"t{next(_schemas)}"
+
+
+@pytest.fixture
+def settings(home, schema) -> Settings:
+    return Settings(home=home, schema=schema)
+
+
+@pytest.fixture
+def kb(settings):
+    with KnowledgeBase(settings) as kb:
+        yield kb
+
+
+@pytest.fixture
+def cli_env(home, schema) -> dict:
+    """Environment for CliRunner: the shared embedded server, a schema of the test's own, no model API."""
+    return {"PGASK_HOME": str(home), "PGASK_SCHEMA": schema, "PGASK_DATABASE_URL": "", "OPENAI_API_KEY": "",
+            "PGASK_LLM_BASE_URL": "", "PGASK_CONFIG": "/nonexistent/pgask.toml"}
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+    return path
+
+
+def make_pdf(path: Path, title: str, paragraphs: list[str]) -> Path:
+    from reportlab.lib.pagesizes import A4
+    from reportlab.lib.styles import getSampleStyleSheet
+    from reportlab.platypus import Paragraph, SimpleDocTemplate
+
+    styles = getSampleStyleSheet()
+    doc = SimpleDocTemplate(str(path), pagesize=A4, title=title)
+    doc.build([Paragraph(p, styles["Normal"]) for p in paragraphs])
+    return path
+
+
+@pytest.fixture
+def corpus(tmp_path) -> Path:
+    """A small mixed corpus: markdown with nested headings, HTML, plain text and a PDF."""
+    root = tmp_path / "corpus"
+    write(root / "garden.md", """
+        ---
+        title: The Gardener's Handbook
+        tags: [outdoor]
+        ---
+
+        An introduction to growing vegetables at home.
+
+        ## Watering
+
+        Most vegetables need about an inch of water per week.
+
+        ### Tomatoes
+
+        Water tomato plants deeply two or three times a week, at the base of the stem,
+        early in the morning. Irregular watering causes blossom end rot and split fruit.
+
+        ### Lettuce
+
+        Lettuce has shallow roots and needs light, frequent watering to keep leaves crisp.
+
+        ## Pests
+
+        Aphids can be washed off with a strong spray of water or controlled with ladybirds.
+
+        ```bash
+        # this comment is code, not a heading
+        echo spray
+        ```
+        """)
+    write(root / "guides" / "bicycle.html", """
+        <html><head><title>Bicycle Maintenance</title><script>var x = "ignored";</script></head>
+        <body>
+          <h1>Bicycle Maintenance</h1>
+          <p>Keep your bicycle in good shape with a few regular checks.</p>
+          <h2>Chain care</h2>
+          <p>Clean the chain with a degreaser and a brush, dry it with a rag,
+             then apply a drop of lubricant to every roller and wipe off the excess.</p>
+          <h2>Brakes</h2>
+          <p>Replace brake pads when the grooves are worn flat; adjust cable tension with the barrel adjuster.</p>
+        </body></html>
+        """)
+    write(root / "notes.txt", """
+        Sourdough starter notes
+
+        Feed the starter daily with equal weights of flour and water.
+        Keep it at room temperature; it is ready to bake with when it doubles within six hours.
+        """)
+    make_pdf(root / "astronomy.pdf", "Observing the Moon", [
+        "The Moon is best observed a few days after the new moon, when shadows along the terminator "
+        "reveal craters and mountains in sharp relief.",
+        "A small refracting telescope with a magnification of fifty times shows the largest craters clearly.",
+    ])
+    return root

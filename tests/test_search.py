@@ -1,0 +1,100 @@
+import numpy as np
+import pytest
+
+from pgask.errors import PgaskError
+from pgask.search import ivfflat_lists, similarity
+
+
+@pytest.fixture
+def loaded(kb, corpus):
+    kb.ingest([corpus])
+    return kb
+
+
+@pytest.mark.parametrize("question,source,heading", [
+    ("How often should I irrigate my tomatoes?", "garden.md", "The Gardener's Handbook > Watering > Tomatoes"),
+    ("what should I use to oil a bike chain", "bicycle.html", "Bicycle Maintenance > Chain care"),
+    ("when is the best time to look at lunar craters", "astronomy.pdf", "Observing the Moon"),
+    ("how do I keep my bread yeast culture alive", "notes.txt", "Sourdough starter notes"),
+])
+def test_paraphrased_question_finds_the_right_section(loaded, question, source, heading):
+    best = loaded.search(question, k=3)[0]
+    assert best.source.endswith(source)
+    assert best.heading == heading
+
+
+def test_three_metrics_agree_on_the_best_hit(loaded):
+    results = {m: loaded.search("cleaning a bicycle chain", k=3, metric=m, threshold=0) for m in ("cosine", "l2", "ip")}
+    best = {m: (hits[0].document_id, hits[0].chunk_id) for m, hits in results.items()}
+    assert len(set(best.values())) == 1
+    # every metric reports the same cosine similarity for unit vectors
+    sims = [hits[0].similarity for hits in results.values()]
+    assert max(sims) - min(sims) < 1e-4
+
+
+def test_similarity_conversions_match_cosine_for_unit_vectors():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(2, 8))
+    a, b = a / np.linalg.norm(a), b / np.linalg.norm(b)
+    cos = float(a @ b)
+    assert similarity("cosine", 1 - cos) == pytest.approx(cos)
+    assert similarity("ip", -cos) == pytest.approx(cos)
+    assert similarity("l2", float(np.linalg.norm(a - b))) == pytest.approx(cos)
+
+
+def test_threshold_and_k(loaded):
+    assert len(loaded.search("vegetables", k=2, threshold=0)) == 2
+    assert loaded.search("quantum chromodynamics lattice gauge theory", k=5, threshold=0.5) == []
+
+
+def test_unknown_metric_and_empty_query(loaded):
+    with pytest.raises(PgaskError, match="unknown metric"):
+        loaded.search("x", metric="hamming")
+    with pytest.raises(PgaskError, match="empty"):
+        loaded.search("   ")
+
+
+def test_search_before_ingest_says_what_to_do(kb):
+    with pytest.raises(PgaskError, match="pgask ingest"):
+        kb.search("anything")
+
+
+@pytest.mark.parametrize("kind,metric,operator", [("hnsw", "cosine", "<=>"), ("ivfflat", "l2", "<->"), ("hnsw", "ip", "<#>")])
+def test_index_is_used_by_the_search_query(loaded, kind, metric, operator):
+    info = loaded.create_index(kind=kind, metric=metric)
+    assert info["type"] == kind and info["metric"] == metric
+    vector = loaded.embedder.embed_query("chain")
+    with loaded.connection() as conn:
+        conn.execute("SET enable_seqscan = off")  # a tiny table: make the planner show it can use the index
+        plan = "\n".join(r[0] for r in conn.execute(
+            f"EXPLAIN SELECT id FROM {loaded.schema}.chunks ORDER BY embedding {operator} %s LIMIT 5", (vector,)))
+    assert info["name"] in plan
+    assert loaded.search("oil a bike chain", k=1, metric=metric)[0].source.endswith("bicycle.html")
+
+
+def test_rebuilding_index_replaces_the_one_for_that_metric(loaded):
+    loaded.create_index(kind="hnsw")
+    loaded.create_index(kind="ivfflat", lists=2)
+    indexes = loaded.status()["indexes"]
+    assert [(i["type"], i["metric"]) for i in indexes] == [("ivfflat", "cosine")]
+
+
+def test_bulk_ingest_rebuilds_a_dropped_index(loaded, tmp_path):
+    from pgask.kb import BULK_REBUILD_DOCUMENTS
+
+    loaded.create_index(kind="hnsw")
+    folder = tmp_path / "bulk"
+    folder.mkdir()
+    for i in range(BULK_REBUILD_DOCUMENTS):
+        (folder / f"n{i}.txt").write_text(f"Note number {i} about topic {i % 7}.\n")
+    notes = []
+    loaded.ingest([folder], notify=notes.append)
+    assert any("dropping" in n for n in notes)
+    assert [(i["type"], i["metric"]) for i in loaded.status()["indexes"]] == [("hnsw", "cosine")]
+
+
+def test_ivfflat_lists_rule():
+    assert ivfflat_lists(10) == 1
+    assert ivfflat_lists(250_000) == 250
+    assert ivfflat_lists(1_000_000) == 1000
+    assert ivfflat_lists(4_000_000) == 2000
