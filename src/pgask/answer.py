@@ -132,6 +132,9 @@ class ChatModel:
 
 
 MARKUP = [
+    (re.compile(r"^\s*(```|~~~).*?^\s*\1[ \t]*$", re.M | re.S), ""),  # code blocks are not prose
+    (re.compile(r"^\s*\|.*$", re.M), ""),  # nor are table rows
+    (re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+", re.M), ""),  # list markers
     (re.compile(r"!?\[([^\]]*)\]\([^)]*\)"), r"\1"),  # links and images -> their text
     (re.compile(r"\\([\\`*_{}\[\]()#+\-.!|<>])"), r"\1"),  # markdown escapes
     (re.compile(r"(\*\*|__|`)"), ""),
@@ -161,5 +164,6 @@ def extractive_answer(
     if not candidates:
         return " ".join(f"{plain(h.content)[:300].strip()} [{n}]" for n, h in enumerate(hits[:1], 1))
     scores = embed([s for _, s in candidates]) @ np.asarray(question_vector, dtype=np.float32)
-    best = np.argsort(-scores)[:max_sentences]
+    # the best sentences, read in source order so that the answer flows as the documents do
+    best = sorted(np.argsort(-scores)[:max_sentences])
     return " ".join(f"{candidates[i][1]} [{candidates[i][0]}]" for i in best)

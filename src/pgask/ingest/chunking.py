@@ -181,4 +181,5 @@ def chunk_document(
 def sentences(text: str) -> list[str]:
     """Sentences and list items of a passage, for extractive answers."""
     pieces = re.split(r"(?<=[.!?])\s+(?=[\"'(\[`*A-Z0-9])|\n\s*\n|\n(?=\s*(?:[-*+]|\d+\.)\s)", text)
-    return [" ".join(p.split()) for p in pieces if p and len(p.split()) >= 3]
+    # fewer than five words is a caption or a heading, not a statement worth quoting
+    return [" ".join(p.split()) for p in pieces if p and len(p.split()) >= 5]
