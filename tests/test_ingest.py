@@ -122,3 +122,22 @@ def test_dangling_symlink_is_reported(kb, corpus):
     assert [os.path.basename(f["source"]) for f in report.failed] == ["dangling.md"]
     assert "cannot read" in report.failed[0]["error"]
     assert report.added == 4
+
+
+def test_documents_from_elsewhere_are_streamed_diffed_and_pruned(kb):
+    from pgask.ingest.loaders import Document
+
+    def rows(texts):
+        return (Document(f"table:public.notes/{i}", f"Note {i}", text, "text", {"id": i}) for i, text in texts.items())
+
+    texts = {i: f"Row {i} explains how to calibrate sensor model {i} with a reference weight." for i in range(30)}
+    first = kb.ingest_documents(rows(texts), prune_scope=["table:public.notes"])
+    assert (first.added, first.unchanged) == (30, 0)
+
+    texts[3] = "Row 3 now explains how to replace the battery of a wall clock."
+    del texts[7]
+    second = kb.ingest_documents(rows(texts), prune_scope=["table:public.notes"])
+    assert (second.added, second.updated, second.unchanged, second.deleted) == (0, 1, 28, 1)
+    best = kb.search("changing a clock battery", k=1)[0]
+    assert best.source == "table:public.notes/3"
+    assert counts(kb)[0] == 29

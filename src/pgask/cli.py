@@ -90,7 +90,7 @@ class IngestProgress:
         )
         self.task = None
 
-    def start(self, total_files: int) -> None:
+    def start(self, total_files: int | None) -> None:
         self.bar.start()
         self.task = self.bar.add_task("ingest", total=total_files, info="")
 

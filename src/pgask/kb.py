@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import psycopg
 from psycopg import sql
@@ -18,6 +18,7 @@ from .db import schema as db_schema
 from .db.connect import connect, detect_engine, mask_url
 from .embed import Embedder, get_embedder
 from .errors import PgaskError
+from .ingest.loaders import Document
 from .ingest.pipeline import Ingest, IngestReport, NoProgress, Progress
 from .search import Hit
 
@@ -140,6 +141,28 @@ class KnowledgeBase:
         notify: Callable[[str], None] = lambda message: None,
     ) -> IngestReport:
         """Add new and changed documents under `paths`; with prune, delete those whose files are gone."""
+        job = self._ingest_job(progress, notify)
+        try:
+            return job.run([Path(p) for p in paths], include=include, exclude=exclude, prune=prune)
+        finally:
+            self._restore_indexes(notify)
+
+    def ingest_documents(
+        self,
+        documents: Iterable[Document],
+        *,
+        prune_scope: Sequence[str] = (),
+        progress: Progress | None = None,
+        notify: Callable[[str], None] = lambda message: None,
+    ) -> IngestReport:
+        """Add new and changed documents that are not files (rows, datasets), streamed; see Ingest.run_documents."""
+        job = self._ingest_job(progress, notify)
+        try:
+            return job.run_documents(documents, prune_scope=prune_scope)
+        finally:
+            self._restore_indexes(notify)
+
+    def _ingest_job(self, progress: Progress | None, notify: Callable[[str], None]) -> Ingest:
         self._ensure_schema(create=True)
         with self.connection() as conn:
             stored_documents = conn.execute(
@@ -147,26 +170,24 @@ class KnowledgeBase:
             ).fetchone()[0]
             indexes = searching.ann_indexes(conn, self.schema)
 
-        def plan(todo: int) -> None:
-            if indexes and todo >= max(BULK_REBUILD_DOCUMENTS, stored_documents):
+        def plan(todo: int | None) -> None:
+            if not indexes or not todo:  # nothing indexed, nothing to do, or a stream of unknown length
+                return
+            if todo >= max(BULK_REBUILD_DOCUMENTS, stored_documents):
                 names = ", ".join(i["name"] for i in indexes)
                 notify(f"bulk load of {todo} documents: dropping {names} now and rebuilding it at the end, "
                        "instead of updating it row by row")
                 with self.connection() as conn:
                     searching.drop_ann_indexes(conn, self.schema)
-            elif indexes and todo:
+            else:
                 notify(f"updating the ANN index row by row for {todo} documents")
 
-        job = Ingest(
+        return Ingest(
             connect=self.connection, schema=self.schema, embedder=self.embedder,
             chunk_tokens=self.settings.chunk_tokens, overlap_tokens=self.settings.overlap_tokens,
             max_file_bytes=self.settings.max_file_mb * 1_000_000, progress=progress or NoProgress(),
             on_plan=plan,
         )
-        try:
-            return job.run([Path(p) for p in paths], include=include, exclude=exclude, prune=prune)
-        finally:
-            self._restore_indexes(notify)
 
     def _restore_indexes(self, notify: Callable[[str], None]) -> None:
         """Build any index recorded in settings that is missing (after a bulk load or a crash)."""

@@ -8,21 +8,24 @@ Bounded queues between them keep memory flat however large the corpus is.
 from __future__ import annotations
 
 import fnmatch
+import functools
 import hashlib
+import itertools
+import json
 import os
 import queue
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Protocol, Sequence
+from typing import Callable, Iterable, Iterator, Protocol, Sequence
 
 import numpy as np
 
 from ..db import store
 from ..errors import PgaskError
 from .chunking import Chunk, chunk_document
-from .loaders import LoadError, load, read_file, supported
+from .loaders import Document, LoadError, load, read_file, supported
 
 # Part of every content hash: a change to how documents are cut re-ingests them.
 CHUNKER_VERSION = "1"
@@ -49,12 +52,12 @@ class IngestReport:
 
 
 class Progress(Protocol):
-    def start(self, total_files: int) -> None: ...
+    def start(self, total_files: int | None) -> None: ...
     def advance(self, files: int, chunks: int) -> None: ...
 
 
 class NoProgress:
-    def start(self, total_files: int) -> None:
+    def start(self, total_files: int | None) -> None:
         pass
 
     def advance(self, files: int, chunks: int) -> None:
@@ -110,12 +113,31 @@ def discover(
     return files, skipped, roots
 
 
+def _loaded(doc: Document, digest: str) -> tuple[Document, str]:
+    return doc, digest
+
+
+def _batched(items: Iterable, size: int) -> Iterator[tuple]:  # itertools.batched is 3.12+
+    iterator = iter(items)
+    while batch := tuple(itertools.islice(iterator, size)):
+        yield batch
+
+
 def signature(model: str, chunk_tokens: int, overlap_tokens: int) -> bytes:
     return f"pgask-chunker-{CHUNKER_VERSION}|{model}|{chunk_tokens}|{overlap_tokens}".encode()
 
 
 def content_hash(data: bytes, sig: bytes) -> str:
     return hashlib.sha256(sig + b"\x00" + data).hexdigest()
+
+
+@dataclass
+class Pending:
+    """A new or changed document waiting to be loaded: `load` returns it with the hash of what it read."""
+
+    source: str
+    exists: bool
+    load: Callable[[], tuple[Document, str]]
 
 
 @dataclass
@@ -139,9 +161,15 @@ class Embedder(Protocol):
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
+def document_hash(doc: Document, sig: bytes) -> str:
+    """Content hash of a document that did not come from a file (table rows, datasets)."""
+    payload = json.dumps([doc.title, doc.text, doc.metadata], sort_keys=True, ensure_ascii=False, default=str)
+    return content_hash(payload.encode("utf-8"), sig)
+
+
 @dataclass
 class Ingest:
-    """One ingest run into a knowledge base."""
+    """One ingest run into a knowledge base: of files (run) or of documents from elsewhere (run_documents)."""
 
     connect: Callable  # () -> context manager yielding a psycopg connection
     schema: str
@@ -151,8 +179,13 @@ class Ingest:
     max_file_bytes: int = 100_000_000
     batch_chunks: int = 256  # chunks per embedding call: long enough to keep the model busy
     queue_documents: int = 64  # documents in flight between stages (back-pressure)
+    diff_batch: int = 500  # documents looked up at once when streaming documents
     progress: Progress = field(default_factory=NoProgress)
-    on_plan: Callable[[int], None] = lambda todo: None  # told how many documents will be (re)embedded
+    on_plan: Callable[[int | None], None] = lambda todo: None  # told how many documents will be (re)embedded
+
+    @property
+    def signature(self) -> bytes:
+        return signature(self.embedder.name, self.chunk_tokens, self.overlap_tokens)
 
     def run(
         self,
@@ -162,6 +195,7 @@ class Ingest:
         exclude: Sequence[str] = (),
         prune: bool = False,
     ) -> IngestReport:
+        """Ingest files and folders; unchanged files (same content hash) cost one read and no model time."""
         started = time.perf_counter()
         report = IngestReport()
         files, report.skipped, roots = discover(paths, include, exclude)
@@ -173,9 +207,8 @@ class Ingest:
                 f"no supported documents in {', '.join(str(p) for p in paths)} "
                 f"({len(report.skipped)} other files; pgask reads .md .txt .rst .html .pdf)"
             )
-        sig = signature(self.embedder.name, self.chunk_tokens, self.overlap_tokens)
+        sig = self.signature
 
-        # hash everything first: unchanged documents cost one read and no model time
         hashes: dict[Path, str] = {}
         for path in files:
             try:
@@ -187,42 +220,77 @@ class Ingest:
         todo = [p for p in hashes if stored.get(source_of(p)) != hashes[p]]
         report.unchanged = len(hashes) - len(todo)
 
+        def load_file(path: Path) -> tuple[Document, str]:
+            data = read_file(path, self.max_file_bytes)
+            # hash what was actually read: a file that changed since discovery is stored as read
+            return load(path, data, source_of(path)), content_hash(data, sig)
+
         self.on_plan(len(todo))
         self.progress.start(len(todo))
-        if todo:
-            self._load_embed_store(todo, stored, sig, report)
+        pending = (Pending(source_of(p), source_of(p) in stored, functools.partial(load_file, p)) for p in todo)
+        self._load_embed_store(pending, report)
 
         if prune:
             present = {source_of(p) for p in files} | set(report.skipped)
-            targets = [source_of(p) for p in roots] + [source_of(Path(p)) for p in paths if not Path(p).is_dir()]
-            with self.connect() as conn:
-                gone = [s for s in store.sources_under(conn, self.schema, targets) if s not in present]
-                report.deleted = store.delete_documents(conn, self.schema, gone)
+            scope = [source_of(p) for p in roots] + [source_of(Path(p)) for p in paths if not Path(p).is_dir()]
+            self._prune(scope, present, report)
         report.seconds = time.perf_counter() - started
         return report
 
+    def run_documents(self, documents: Iterable[Document], *, prune_scope: Sequence[str] = ()) -> IngestReport:
+        """Ingest documents that are not files (table rows, datasets), streamed in bounded memory.
+
+        Each document's `source` is its identity. With `prune_scope` (source prefixes such as
+        "table:public.tickets"), stored documents under it that were not in `documents` are deleted.
+        """
+        started = time.perf_counter()
+        report = IngestReport()
+        sig = self.signature
+        seen: set[str] = set()
+
+        def pending() -> Iterator[Pending]:
+            for batch in _batched(documents, self.diff_batch):
+                hashes = {doc.source: document_hash(doc, sig) for doc in batch}
+                seen.update(hashes)
+                with self.connect() as conn:
+                    stored = store.existing_hashes(conn, self.schema, list(hashes))
+                for doc in batch:
+                    if stored.get(doc.source) == hashes[doc.source]:
+                        report.unchanged += 1
+                    else:
+                        yield Pending(doc.source, doc.source in stored, functools.partial(_loaded, doc, hashes[doc.source]))
+
+        self.on_plan(None)
+        self.progress.start(None)
+        self._load_embed_store(pending(), report)
+        if prune_scope:
+            self._prune(prune_scope, seen, report)
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _prune(self, scope: Sequence[str], present: set[str], report: IngestReport) -> None:
+        with self.connect() as conn:
+            gone = [s for s in store.sources_under(conn, self.schema, scope) if s not in present]
+            report.deleted = store.delete_documents(conn, self.schema, gone)
+
     # --- the three overlapping stages -------------------------------------------------------
 
-    def _read(self, paths: Iterable[Path], sig: bytes, stored: dict, out: queue.Queue, report: IngestReport,
-              stop: threading.Event) -> None:
+    def _read(self, pending: Iterable[Pending], out: queue.Queue, report: IngestReport, stop: threading.Event) -> None:
         try:
-            for path in paths:
+            for item in pending:
                 if stop.is_set():
                     break
-                source = source_of(path)
                 try:
-                    data = read_file(path, self.max_file_bytes)
-                    doc = load(path, data, source)
+                    doc, digest = item.load()
                     chunks = list(chunk_document(
                         doc, self.embedder.token_offsets, max_tokens=self.embedder.max_tokens,
                         chunk_tokens=self.chunk_tokens, overlap_tokens=self.overlap_tokens,
                     ))
                 except LoadError as exc:
-                    report.failed.append({"source": source, "error": str(exc)})
+                    report.failed.append({"source": item.source, "error": str(exc)})
                     self.progress.advance(1, 0)
                     continue
-                # hash what was actually read: a file that changed since discovery is stored as read
-                out.put(Prepared(source, doc.title, content_hash(data, sig), doc.metadata, chunks, source in stored))
+                out.put(Prepared(item.source, doc.title, digest, doc.metadata, chunks, item.exists))
         except BaseException as exc:  # noqa: BLE001 - handed to the calling thread
             out.put(exc)
         finally:
@@ -249,12 +317,12 @@ class Ingest:
             while inbox.get() is not None:  # drain so the embed stage never blocks on a dead writer
                 pass
 
-    def _load_embed_store(self, todo: list[Path], stored: dict, sig: bytes, report: IngestReport) -> None:
+    def _load_embed_store(self, pending: Iterable[Pending], report: IngestReport) -> None:
         loaded: queue.Queue = queue.Queue(maxsize=self.queue_documents)
         embedded: queue.Queue = queue.Queue(maxsize=self.queue_documents)
         stop = threading.Event()
         errors: list[BaseException] = []
-        reader = threading.Thread(target=self._read, args=(todo, sig, stored, loaded, report, stop),
+        reader = threading.Thread(target=self._read, args=(pending, loaded, report, stop),
                                   name="pgask-read", daemon=True)
         writer = threading.Thread(target=self._write, args=(embedded, report, errors),
                                   name="pgask-write", daemon=True)
