@@ -16,6 +16,7 @@ from . import usage
 from .config import Settings, load_settings
 from .db import schema as db_schema
 from .db.connect import connect, detect_engine, mask_url
+from .db.store import stable_id
 from .embed import Embedder, get_embedder
 from .errors import PgaskError
 from .ingest.loaders import Document
@@ -141,11 +142,12 @@ class KnowledgeBase:
         notify: Callable[[str], None] = lambda message: None,
     ) -> IngestReport:
         """Add new and changed documents under `paths`; with prune, delete those whose files are gone."""
-        job = self._ingest_job(progress, notify)
-        try:
-            return job.run([Path(p) for p in paths], include=include, exclude=exclude, prune=prune)
-        finally:
-            self._restore_indexes(notify)
+        with self._ingest_lock(notify):
+            job = self._ingest_job(progress, notify)
+            try:
+                return job.run([Path(p) for p in paths], include=include, exclude=exclude, prune=prune)
+            finally:
+                self._restore_indexes(notify)
 
     def ingest_documents(
         self,
@@ -156,11 +158,36 @@ class KnowledgeBase:
         notify: Callable[[str], None] = lambda message: None,
     ) -> IngestReport:
         """Add new and changed documents that are not files (rows, datasets), streamed; see Ingest.run_documents."""
-        job = self._ingest_job(progress, notify)
-        try:
-            return job.run_documents(documents, prune_scope=prune_scope)
-        finally:
-            self._restore_indexes(notify)
+        with self._ingest_lock(notify):
+            job = self._ingest_job(progress, notify)
+            try:
+                return job.run_documents(documents, prune_scope=prune_scope)
+            finally:
+                self._restore_indexes(notify)
+
+    @contextmanager
+    def _ingest_lock(self, notify: Callable[[str], None]) -> Iterator[None]:
+        """One ingest at a time per knowledge base, across processes and machines.
+
+        A session-level advisory lock: it is released when the holder finishes, or when its
+        connection dies with it (a killed ingest never leaves a stale lock).
+        """
+        key = stable_id(f"pgask-ingest:{self.schema}")
+        with self.connection() as conn:
+            conn.autocommit = True
+            try:
+                if not conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]:
+                    holder = conn.execute(
+                        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                        "AND ((classid::bigint << 32) | objid::bigint) = %s LIMIT 1", (key,)).fetchone()
+                    who = f" (server process {holder[0]})" if holder else ""
+                    notify(f"waiting for another ingest into this knowledge base (schema {self.schema}){who} to finish")
+                    conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+                yield
+            finally:
+                if not conn.closed:
+                    conn.execute("SELECT pg_advisory_unlock_all()")
+                conn.autocommit = False
 
     def _ingest_job(self, progress: Progress | None, notify: Callable[[str], None]) -> Ingest:
         self._ensure_schema(create=True)
