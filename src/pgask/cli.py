@@ -46,7 +46,7 @@ def handle_errors(command: Callable) -> Callable:
         except KeyboardInterrupt:
             err.print("interrupted")
             raise typer.Exit(130)
-        except (typer.Exit, typer.Abort, SystemExit):
+        except (typer.Exit, typer.Abort, SystemExit, typer.BadParameter):  # usage errors: exit 2 via Typer
             raise
         except Exception as exc:  # noqa: BLE001 - a bug or an unforeseen fault: still one line
             if os.environ.get("PGASK_DEBUG"):
