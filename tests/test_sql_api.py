@@ -4,6 +4,7 @@ index behind them, `pgask sql --install` / `--print`, and the psql acceptance co
 import csv
 import io
 import json
+import shutil
 import subprocess
 
 import psycopg
@@ -14,6 +15,8 @@ from typer.testing import CliRunner
 from pgask.cli import app
 
 from .conftest import write
+
+needs_psql = pytest.mark.skipif(shutil.which("psql") is None, reason="needs the psql client (.ci/run installs postgresql-client-15)")
 
 FUNCTIONS = {"cosine": "match_documents", "l2": "match_documents_l2", "ip": "match_documents_ip"}
 
@@ -81,6 +84,7 @@ def run(cli_env):
     return lambda *args, **env: runner.invoke(app, list(args), env={**cli_env, **env})
 
 
+@needs_psql
 def test_psql_acceptance_command(run, tmp_path):
     # one topic in several sections, so that three chunks lie within 0.5 of any one of them
     write(tmp_path / "tomatoes.md", """
@@ -136,6 +140,7 @@ def fresh_database(kb):
         conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
+@needs_psql
 def test_printed_script_installs_everything_through_psql(run, fresh_database, corpus):
     printed = run("sql", "--print", "--engine", "postgres")
     assert printed.exit_code == 0, printed.output
