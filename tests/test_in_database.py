@@ -61,11 +61,8 @@ def test_ask_in_the_database_answers_as_pgask_ask(kb, corpus, plpy):
     [(_, mode, sources)] = ask(plpy, GD, kb.schema, "Who won the football world cup in 1966?")
     assert (mode, json.loads(sources)) == ("none", [])
 
-
-def test_embedding_uses_the_knowledge_base_model(kb, corpus, plpy):
-    kb.ingest([corpus])
-    vector = embedding(plpy, {}, kb.schema, "lettuce")
-    assert vector == pytest.approx(kb.embedder.embed_query("lettuce").tolist(), abs=1e-6)
+    # get_embeddings: the knowledge base's model
+    assert embedding(plpy, GD, kb.schema, "lettuce") == pytest.approx(kb.embedder.embed_query("lettuce").tolist(), abs=1e-6)
 
 
 def test_errors_reach_sql_as_plpy_errors(kb, plpy):
