@@ -12,6 +12,7 @@ import os
 import pwd
 import shutil
 import socket
+import stat
 import subprocess
 import tempfile
 from pathlib import Path
@@ -38,10 +39,20 @@ def _server_user() -> str | None:
     return "pgserver"
 
 
+def _let_others_traverse(path: Path) -> None:
+    """Let the server user reach `path` through folders only root may enter (a checkout under /root),
+    as the embedded server's library does for its own binaries."""
+    for folder in Path(path).resolve().parents:
+        mode = folder.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            folder.chmod(mode | stat.S_IXOTH)
+
+
 class PostgresServer:
     """initdb + pg_ctl start on 127.0.0.1; `url` connects as the superuser `postgres` with PASSWORD."""
 
-    def __init__(self, bin_dir: Path, *, env: dict[str, str] | None = None):
+    def __init__(self, bin_dir: Path, *, env: dict[str, str] | None = None, reads: tuple[str, ...] = ()):
+        """`reads`: folders the server must read besides its binaries (PYTHONPATH entries)."""
         self.bin_dir = Path(bin_dir)
         self.user = _server_user()
         self.root = Path(tempfile.mkdtemp(prefix="pgask-test-pg-"))
@@ -52,6 +63,8 @@ class PostgresServer:
             entry = pwd.getpwnam(self.user)
             os.chown(self.root, entry.pw_uid, entry.pw_gid)
             self.env["HOME"] = str(self.root)  # the server user's own home may not exist
+            for path in (self.bin_dir, *map(Path, reads)):
+                _let_others_traverse(path)
 
     @property
     def url(self) -> str:

@@ -32,7 +32,8 @@ SCHEMA = "kb"
 @pytest.fixture(scope="module")
 def server():
     paths = [sysconfig.get_paths()["purelib"], str(Path(pgask.__file__).resolve().parents[1])]
-    pg = PostgresServer(PG15 / "bin", env={"PYTHONPATH": ":".join(paths), "PGASK_EMBED_MODEL": ""}).start()
+    pg = PostgresServer(PG15 / "bin", env={"PYTHONPATH": ":".join(paths), "PGASK_EMBED_MODEL": ""},
+                        reads=tuple(paths)).start()
     yield pg
     pg.stop()
 
