@@ -14,6 +14,7 @@ from . import answer as answering
 from . import search as searching
 from . import usage
 from .config import Settings, load_settings
+from .db import cluster
 from .db import schema as db_schema
 from .db.connect import connect, detect_engine, mask_url
 from .db.store import stable_id
@@ -119,11 +120,52 @@ class KnowledgeBase:
                 db_schema.check_model(conn, self.schema, model=emb.name, dim=emb.dim)
             elif create:
                 db_schema.create(conn, self.schema, model=emb.name, dim=emb.dim,
-                                 ts_config=self.settings.text_search_config)
+                                 ts_config=self.settings.text_search_config, engine=detect_engine(conn))
             else:
                 return False
         self._schema_ready = True
         return True
+
+    # --- the SQL API ----------------------------------------------------------------------------
+
+    def sql_script(self, engine: str | None = None) -> str:
+        """The whole install as one SQL script for `psql`: pgvector, tables, their distribution on
+        `engine` (default: the configured database's), settings, SQL and PL/Python functions. It runs
+        in one transaction and every statement is idempotent, so it can be applied again."""
+        if engine is None:
+            with self.connection() as conn:
+                engine = detect_engine(conn)
+        emb = self.embedder
+        steps = db_schema.install_script(self.schema, engine=engine, model=emb.name, dim=emb.dim,
+                                         ts_config=self.settings.text_search_config)
+        body = "\n\n".join(step.as_string(None).strip() for step in steps)
+        return (f"-- pgask: SQL install of schema {self.schema} for {engine}, "
+                f"embedding model {emb.name} ({emb.dim} dimensions)\nBEGIN;\n\n{body}\n\nCOMMIT;\n")
+
+    def install_sql(self) -> dict:
+        """Install (or refresh) the tables and the SQL API in the configured database and say what is there.
+        The PL/Python functions are installed only where the server has plpython3u; `notes` says why not."""
+        emb = self.embedder
+        notes: list[str] = []
+        with self.connection() as conn:
+            if db_schema.exists(conn, self.schema):
+                db_schema.check_model(conn, self.schema, model=emb.name, dim=emb.dim)
+            engine = detect_engine(conn)
+
+            def note(diagnostic) -> None:
+                if diagnostic.message_primary.startswith("pgask:"):
+                    notes.append(diagnostic.message_primary.removeprefix("pgask:").strip())
+
+            conn.add_notice_handler(note)
+            try:
+                db_schema.create(conn, self.schema, model=emb.name, dim=emb.dim,
+                                 ts_config=self.settings.text_search_config, engine=engine)
+            finally:
+                conn.remove_notice_handler(note)
+            functions = db_schema.functions(conn, self.schema)
+        self._schema_ready = True
+        return {"schema": self.schema, "engine": engine, "functions": functions,
+                "plpython": "ask" in functions, "notes": notes}
 
     def _require_schema(self) -> None:
         if not self._ensure_schema(create=False):
@@ -257,20 +299,15 @@ class KnowledgeBase:
                 conn, self.schema, vector, k=k or self.settings.top_k,
                 threshold=self.settings.threshold if threshold is None else threshold,
             )
-        if not hits:
-            return answering.Answer(question, answering.NO_ANSWER, "none")
-        if not self.settings.llm_configured:
-            text = answering.extractive_answer(vector, hits, self.embedder.embed_documents)
-            if on_token:
-                on_token(text)
-            return answering.Answer(question, text, "extractive", hits)
-        model = answering.ChatModel(model=self.settings.llm_model, base_url=self.settings.llm_base_url,
-                                    api_key=self.settings.openai_api_key)
-        text, info = model.complete(answering.build_messages(question, hits), on_token)
-        with self.connection() as conn:
-            usage.record(conn, self.schema, kind="chat", provider=model.provider, model=info["model"],
-                         tokens_in=info["tokens_in"], tokens_out=info["tokens_out"], latency_ms=info["latency_ms"])
-        return answering.Answer(question, text, "llm", hits, usage=info)
+        result = answering.compose(question, vector, hits, embedder=self.embedder, settings=self.settings,
+                                   on_token=on_token)
+        if result.mode == "llm":
+            info = result.usage
+            with self.connection() as conn:
+                usage.record(conn, self.schema, kind="chat", provider=answering.ChatModel.provider,
+                             model=info["model"], tokens_in=info["tokens_in"], tokens_out=info["tokens_out"],
+                             latency_ms=info["latency_ms"])
+        return result
 
     # --- indexes and status ---------------------------------------------------------------------
 
@@ -303,6 +340,7 @@ class KnowledgeBase:
             info["home"] = str(s.home)
         with self.connection() as conn:
             info["engine"] = detect_engine(conn)
+            info.update(cluster.describe(conn, self.schema, info["engine"]))
             info["server_version"] = conn.execute("SHOW server_version").fetchone()[0]
             info["pgvector_version"] = conn.execute(
                 "SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()[0]
