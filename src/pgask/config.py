@@ -55,7 +55,8 @@ class Settings:
     threshold: float = 0.3
     chunk_tokens: int = 200
     overlap_tokens: int = 32
-    max_file_mb: int = 100
+    max_file_mb: int = 100  # larger files are not read at all
+    max_text_mb: int = 20  # millions of characters of text per document
     pool_size: int = 8
 
     @property
@@ -84,6 +85,7 @@ ENV = {
     "PGASK_CHUNK_TOKENS": "chunk_tokens",
     "PGASK_OVERLAP_TOKENS": "overlap_tokens",
     "PGASK_MAX_FILE_MB": "max_file_mb",
+    "PGASK_MAX_TEXT_MB": "max_text_mb",
     "PGASK_POOL_SIZE": "pool_size",
 }
 

@@ -254,7 +254,8 @@ class KnowledgeBase:
         return Ingest(
             connect=self.connection, schema=self.schema, embedder=self.embedder,
             chunk_tokens=self.settings.chunk_tokens, overlap_tokens=self.settings.overlap_tokens,
-            max_file_bytes=self.settings.max_file_mb * 1_000_000, progress=progress or NoProgress(),
+            max_file_bytes=self.settings.max_file_mb * 1_000_000, max_text_chars=self.settings.max_text_mb * 1_000_000,
+            progress=progress or NoProgress(),
             on_plan=plan,
         )
 

@@ -6,6 +6,7 @@ matters (markdown, HTML and reStructuredText headings become ATX `#` headings), 
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,8 +90,8 @@ def _front_matter(text: str) -> tuple[dict, str]:
         return {}, text
     if not isinstance(meta, dict):
         return {}, text
-    # JSON-safe scalars and lists only: front matter becomes jsonb metadata
-    meta = {str(k): v if isinstance(v, (str, int, float, bool, list)) or v is None else str(v) for k, v in meta.items()}
+    # JSON-safe values only (front matter becomes jsonb metadata), and no NUL, which jsonb refuses
+    meta = json.loads(json.dumps(meta, default=str).replace("\\u0000", ""))
     return meta, text[match.end():]
 
 
@@ -238,16 +239,27 @@ LOADERS: dict[str, Callable[[Path, bytes], tuple[str, str, str, dict]]] = {
 }
 
 
-def load(path: Path, data: bytes, source: str | None = None) -> Document:
-    """Parse one file's bytes (read once by the caller, who also hashed them)."""
+def load(path: Path, data: bytes, source: str | None = None, *, max_text_chars: int | None = None) -> Document:
+    """Parse one file's bytes (read once by the caller, who also hashed them).
+
+    Text over `max_text_chars` is refused: embedding it would take hours and hold its chunks
+    and vectors in memory at once, so the user is told to split it or raise the limit.
+    """
     loader = LOADERS.get(path.suffix.lower())
     if loader is None:
         raise LoadError(f"{path.name}: unsupported file type {path.suffix or '(none)'}")
     if not data.strip():
         raise LoadError(f"{path.name}: empty file")
     title, text, fmt, meta = loader(path, data)
+    # Postgres text cannot hold NUL, whichever format it came from
+    title, text = title.replace("\x00", ""), text.replace("\x00", "")
     if not text.strip():
         raise LoadError(f"{path.name}: no text")
+    if max_text_chars is not None and len(text) > max_text_chars:
+        raise LoadError(
+            f"{path.name}: {len(text) / 1e6:.1f} million characters of text is over the limit of "
+            f"{max_text_chars / 1e6:.0f} million per document (split the file, or set PGASK_MAX_TEXT_MB)"
+        )
     metadata = {**meta, "format": path.suffix.lower().lstrip("."), "file_name": path.name}
     return Document(source=source or str(path), title=title, text=text, format=fmt, metadata=metadata)
 

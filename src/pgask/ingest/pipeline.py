@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Protocol, Sequence
 
 import numpy as np
+import psycopg
 
 from ..db import store
 from ..errors import PgaskError
@@ -177,6 +178,7 @@ class Ingest:
     chunk_tokens: int = 200
     overlap_tokens: int = 32
     max_file_bytes: int = 100_000_000
+    max_text_chars: int = 20_000_000
     batch_chunks: int = 256  # chunks per embedding call: long enough to keep the model busy
     queue_documents: int = 64  # documents in flight between stages (back-pressure)
     diff_batch: int = 500  # documents looked up at once when streaming documents
@@ -223,7 +225,7 @@ class Ingest:
         def load_file(path: Path) -> tuple[Document, str]:
             data = read_file(path, self.max_file_bytes)
             # hash what was actually read: a file that changed since discovery is stored as read
-            return load(path, data, source_of(path)), content_hash(data, sig)
+            return load(path, data, source_of(path), max_text_chars=self.max_text_chars), content_hash(data, sig)
 
         self.on_plan(len(todo))
         self.progress.start(len(todo))
@@ -300,12 +302,19 @@ class Ingest:
         try:
             with self.connect() as conn:
                 while (doc := inbox.get()) is not None:
-                    store.replace_document(
-                        conn, self.schema, source=doc.source, title=doc.title, content_hash=doc.content_hash,
-                        metadata=doc.metadata,
-                        chunks=[store.StoredChunk(c.ordinal, c.heading, c.content, c.token_count, v)
-                                for c, v in zip(doc.chunks, doc.vectors)],
-                    )
+                    try:
+                        store.replace_document(
+                            conn, self.schema, source=doc.source, title=doc.title, content_hash=doc.content_hash,
+                            metadata=doc.metadata,
+                            chunks=[store.StoredChunk(c.ordinal, c.heading, c.content, c.token_count, v)
+                                    for c, v in zip(doc.chunks, doc.vectors)],
+                        )
+                    except psycopg.DataError as exc:
+                        # this document's data is unstorable (its transaction rolled back); the rest goes on
+                        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                        report.failed.append({"source": doc.source, "error": f"the database refused it: {first}"})
+                        self.progress.advance(1, 0)
+                        continue
                     if doc.exists:
                         report.updated += 1
                     else:
