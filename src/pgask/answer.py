@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .errors import PgaskError
+from .apierrors import api_errors
 from .ingest.chunking import sentences
 from .search import Hit
 
@@ -85,11 +85,10 @@ class ChatModel:
 
     def complete(self, messages: list[dict], on_token: Callable[[str], None] | None = None) -> tuple[str, dict]:
         """The model's reply, streamed token by token to on_token; returns (text, usage)."""
-        import openai
-
         started = time.perf_counter()
         where = self.base_url or "https://api.openai.com/v1"
-        try:
+        with api_errors("chat model", where, model=self.model, key_variable="OPENAI_API_KEY",
+                        model_variable="PGASK_LLM_MODEL", url_variable="PGASK_LLM_BASE_URL"):
             stream = self.client.chat.completions.create(
                 model=self.model, messages=messages, stream=True, temperature=0,
                 stream_options={"include_usage": True},
@@ -105,23 +104,6 @@ class ChatModel:
                         parts.append(token)
                         if on_token:
                             on_token(token)
-        except openai.AuthenticationError as exc:
-            raise PgaskError(f"the chat model API at {where} refused the key (401): check OPENAI_API_KEY") from exc
-        except openai.NotFoundError as exc:
-            raise PgaskError(
-                f"the chat model API at {where} has no model {self.model!r} (404): check PGASK_LLM_MODEL"
-            ) from exc
-        except openai.RateLimitError as exc:
-            raise PgaskError(
-                f"the chat model API at {where} is rate limiting requests (429) and retries did not help: "
-                "wait a minute and ask again, or raise your provider's limits"
-            ) from exc
-        except openai.APITimeoutError as exc:
-            raise PgaskError(f"the chat model API at {where} did not answer in time: try again later") from exc
-        except openai.APIConnectionError as exc:
-            raise PgaskError(f"cannot reach the chat model API at {where}: check PGASK_LLM_BASE_URL") from exc
-        except openai.APIStatusError as exc:
-            raise PgaskError(f"the chat model API at {where} failed with HTTP {exc.status_code}: try again later") from exc
         info = {
             "model": self.model,
             "tokens_in": getattr(usage, "prompt_tokens", 0) or 0,

@@ -29,13 +29,26 @@ class Embedder(Protocol):
 _loaded: dict[tuple, Embedder] = {}
 _lock = threading.Lock()
 
+REMOTE_PREFIXES = ("openai:", "ollama:")
 
-def get_embedder(model: str, *, backend: str = "auto", base_url: str | None = None, api_key=None) -> Embedder:
+
+def is_remote(model: str, base_url: str | None = None) -> bool:
+    """Whether a model name (with PGASK_EMBED_BASE_URL) selects an embeddings API rather than a local model."""
+    return bool(base_url) or model.startswith(REMOTE_PREFIXES)
+
+
+def get_embedder(model: str, *, backend: str = "auto", base_url: str | None = None, api_key=None,
+                 **remote_options) -> Embedder:
     """The embedder a model name selects: local sentence-transformers unless a remote provider is named.
 
-    One instance per configuration and process, so the model is loaded once however many
-    knowledge bases, requests or threads use it.
+    `openai:NAME`, `ollama:NAME`, or any name with a base_url, is an OpenAI-compatible embeddings
+    API (embed/remote.py; `remote_options` go to RemoteEmbedder). A local model is loaded once per
+    configuration and process, however many knowledge bases, requests or threads use it.
     """
+    if is_remote(model, base_url):
+        from .remote import RemoteEmbedder
+
+        return RemoteEmbedder(model, base_url=base_url, api_key=api_key, **remote_options)
     key = (model, backend, base_url)
     with _lock:
         if key not in _loaded:
