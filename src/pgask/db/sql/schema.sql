@@ -1,5 +1,5 @@
 -- pgask knowledge base: documents, their chunks with vectors, settings, and the usage ledger.
--- Placeholders ({schema}, {dim}, {ts_config}) are filled with psycopg.sql, never by string formatting.
+-- Placeholders ({schema}, {vector_type}, {dim}, {ts_config}) are filled with psycopg.sql, never by string formatting.
 -- Every unique key includes the document id, so the same DDL distributes on Citus and Greenplum.
 
 CREATE SCHEMA IF NOT EXISTS {schema};
@@ -26,7 +26,7 @@ CREATE TABLE IF NOT EXISTS {schema}.chunks (
     heading     text NOT NULL DEFAULT '',
     content     text NOT NULL,
     token_count integer NOT NULL,
-    embedding   vector({dim}) NOT NULL,
+    embedding   {vector_type}({dim}) NOT NULL, -- halfvec above 2,000 dimensions, so it can be indexed
     fts         tsvector GENERATED ALWAYS AS (to_tsvector({ts_config}::regconfig, heading || ' ' || content)) STORED,
     PRIMARY KEY (document_id, id)
 );
@@ -37,7 +37,7 @@ CREATE INDEX IF NOT EXISTS documents_metadata_idx ON {schema}.documents USING gi
 
 CREATE TABLE IF NOT EXISTS {schema}.usage (
     at         timestamptz NOT NULL DEFAULT now(),
-    kind       text NOT NULL,                 -- embed_documents | embed_query | chat
+    kind       text NOT NULL,                 -- embed_documents | embed_query | embed_probe | chat
     provider   text NOT NULL,
     model      text NOT NULL,
     tokens_in  integer NOT NULL DEFAULT 0,
