@@ -297,22 +297,16 @@ def usage(
     if not summary["groups"]:
         out.print("no model calls recorded" + (f" since {summary['since']}" if summary["since"] else ""))
         return
-    from rich.table import Table
+    width = max(len(g["model"]) for g in summary["groups"])
 
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for name in ("day", "kind", "provider", "model"):
-        table.add_column(name)
-    for name in ("calls", "cached", "tokens in", "tokens out", "cost USD"):
-        table.add_column(name, justify="right")
-
-    def cells(row: dict) -> list[str]:
-        return [str(row["calls"]), str(row["cached"]), f"{row['tokens_in']:,}", f"{row['tokens_out']:,}",
-                f"{row['cost_usd']:.6f}"]
+    def line(label: str, row: dict) -> str:
+        cached = f" ({row['cached']} cached)" if row["cached"] else ""
+        return (f"{label}  {row['calls']:>6} calls{cached}  {row['tokens_in']:>10,} in  {row['tokens_out']:>8,} out"
+                f"  ${row['cost_usd']:.6f}")
 
     for row in summary["groups"]:
-        table.add_row(row["day"], row["kind"], row["provider"], escape(row["model"]), *cells(row))
-    table.add_row("total", "", "", "", *cells(summary["total"]), style="bold")
-    out.print(table)
+        out.print(line(f"{row['day']}  {row['kind']:<15}  {escape(row['model']):<{width}}", row))
+    out.print(line(f"[bold]{'total':<{10 + 2 + 15 + 2 + width}}[/bold]", summary["total"]))
 
 
 def main() -> None:  # pragma: no cover - console entry point alternative
