@@ -46,6 +46,7 @@ class EmbeddingsServer:
         self.throttle = set(throttle)
         self.retry_after = retry_after
         self.model = get_embedder("sentence-transformers/all-MiniLM-L6-v2")
+        self.model.embed_documents(["load the model now, not while a client waits"])
         self.requests: list[dict] = []  # every request: its body, and whether it was throttled
         self.lock = threading.Lock()
 

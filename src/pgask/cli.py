@@ -155,7 +155,7 @@ def ingest(
         err.print(f"[red]failed:[/red] {escape(shown_source(failure['source']))}: {escape(failure['error'])}")
     if report.budget and report.budget["exhausted"]:
         err.print(
-            f"[yellow]budget reached:[/yellow] ${report.budget['spent_usd']:.6f} of ${report.budget['max_cost_usd']} "
+            f"[yellow]budget reached:[/yellow] ${report.budget['spent_usd']:.6f} of ${report.budget['max_cost_usd']:.6f} "
             f"spent, the next batch would exceed it; {len(report.remaining)} documents not ingested "
             "(run again with a higher --max-cost to continue; finished documents are kept)"
         )
@@ -300,8 +300,8 @@ def usage(
     width = max(len(g["model"]) for g in summary["groups"])
 
     def line(label: str, row: dict) -> str:
-        cached = f" ({row['cached']} cached)" if row["cached"] else ""
-        return (f"{label}  {row['calls']:>6} calls{cached}  {row['tokens_in']:>10,} in  {row['tokens_out']:>8,} out"
+        cached = f"({row['cached']} cached)" if row["cached"] else ""
+        return (f"{label}  {row['calls']:>6} calls {cached:<12} {row['tokens_in']:>10,} in  {row['tokens_out']:>8,} out"
                 f"  ${row['cost_usd']:.6f}")
 
     for row in summary["groups"]:

@@ -93,7 +93,7 @@ class Ledger:
     def record(self, call: Call) -> Call:
         """Price the call, write it (or hold it until `open`), and return it priced."""
         if not call.cached:
-            call = replace(call, cost_usd=self.prices.cost(call.model, call.tokens_in, call.tokens_out))
+            call = replace(call, cost_usd=round(self.prices.cost(call.model, call.tokens_in, call.tokens_out), 10))
         with self._lock:
             self._spent[call.kind] = self._spent.get(call.kind, 0.0) + call.cost_usd
             self._tokens[call.kind] = self._tokens.get(call.kind, 0) + call.tokens_in + call.tokens_out
