@@ -219,8 +219,9 @@ def test_switching_models_is_refused_with_instructions_and_no_request(cli_env, s
         assert "built with embedding model openai:text-embedding-3-small (1536 dimensions)" in line
         assert remedy in line and "pgask init --reset" in line
     assert len(api.requests) == sent
-    with pytest.raises(ModelMismatch):
-        KnowledgeBase(settings, embed_model="ollama:nomic-embed-text", embed_base_url=api.url).search("chain")
+    with KnowledgeBase(settings, embed_model="ollama:nomic-embed-text", embed_base_url=api.url) as kb:
+        with pytest.raises(ModelMismatch):
+            kb.search("chain")
 
 
 def test_keys_are_used_but_never_shown_or_stored(cli_env, serve, corpus, tmp_path):
@@ -298,3 +299,15 @@ def test_openai_token_offsets_let_the_chunker_cut_between_words():
         assert chunk.content.endswith(".")  # the best break in reach is a sentence end
         assert chunk.token_count <= 50
     assert np.isclose(sum(Cl100k().counts([c.content for c in chunks])), sum(c.token_count for c in chunks), rtol=0.1)
+
+
+def test_the_storage_type_keeps_vectors_indexable_where_pgvector_can():
+    from pgask.db.schema import install_script, storage_type
+
+    assert [storage_type(d, (0, 8, 5)) for d in (384, 2000, 2001, 4000, 4001)] == \
+        ["vector", "vector", "halfvec", "halfvec", "vector"]
+    assert storage_type(3072, (0, 6, 2)) == "vector"  # no halfvec before pgvector 0.7
+    assert storage_type(3072) == "halfvec"  # a script for a server not seen assumes a current pgvector
+    script = "".join(step.as_string(None) for step in
+                     install_script("kb", engine="citus", model="m", dim=3072, ts_config="english", vector_type="halfvec"))
+    assert "embedding   halfvec(3072) NOT NULL" in script and '"type": "halfvec"' in script

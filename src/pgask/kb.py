@@ -16,10 +16,11 @@ from psycopg import sql
 from . import answer as answering
 from . import search as searching
 from .config import Settings, load_settings
-from .db import query_cache
+from .db import cluster, query_cache
 from .db import schema as db_schema
 from .db.connect import connect, detect_engine, mask_url
-from .embed import Embedder, get_embedder, is_remote
+from .db.store import stable_id
+from .embed import Embedder, configured_embedder, is_remote
 from .errors import PgaskError
 from .ingest.loaders import Document
 from .ingest.pipeline import Ingest, IngestReport, NoProgress, Progress
@@ -113,14 +114,7 @@ class KnowledgeBase:
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
-            s = self.settings
-            options = dict(
-                openai_api_key=s.openai_api_key, dimensions=s.embed_dimensions, max_tokens=s.embed_max_tokens,
-                batch_size=s.embed_batch_size, batch_tokens=s.embed_batch_tokens, concurrency=s.embed_concurrency,
-                rpm=s.embed_rpm, tpm=s.embed_tpm, max_retries=s.embed_max_retries, on_call=self.ledger.record,
-            ) if self.remote else {}
-            self._embedder = get_embedder(s.embed_model, backend=s.embed_backend, base_url=s.embed_base_url,
-                                          api_key=s.embed_api_key, **options)
+            self._embedder = configured_embedder(self.settings, on_call=self.ledger.record)
         return self._embedder
 
     def init(self, *, reset: bool = False) -> dict:
@@ -139,24 +133,78 @@ class KnowledgeBase:
         emb = self.embedder
         with self.connection() as conn:
             if db_schema.exists(conn, self.schema):
-                built = db_schema.read_settings(conn, self.schema).get("embedding") or {}
-                if self.remote and emb.known_dim is None:
-                    if built.get("model") == emb.name:
-                        emb.dim = built["dim"]  # the knowledge base knows the size: no need to ask the API
-                    dim = emb.known_dim
-                else:
-                    dim = emb.dim
-                db_schema.check_model(conn, self.schema, model=emb.name, dim=dim)
-                db_schema.upgrade(conn, self.schema)
+                self._check_model(conn)
+                db_schema.upgrade(conn, self.schema, detect_engine(conn))
             elif create:
                 db_schema.create(conn, self.schema, model=emb.name, dim=emb.dim,
-                                 ts_config=self.settings.text_search_config)
+                                 ts_config=self.settings.text_search_config, engine=detect_engine(conn))
             else:
                 return False
-            self._vector_type = (db_schema.read_settings(conn, self.schema).get("embedding") or {}).get("type", "vector")
+            self._opened(conn)
+        return True
+
+    def _check_model(self, conn: psycopg.Connection) -> None:
+        """Refuse an existing knowledge base of another model. A remote model of unknown size takes
+        the size the knowledge base records (no API call); one of another name is refused unasked."""
+        emb = self.embedder
+        if self.remote and emb.known_dim is None:
+            built = db_schema.read_settings(conn, self.schema).get("embedding") or {}
+            if built.get("model") == emb.name:
+                emb.dim = built["dim"]
+            dim = emb.known_dim
+        else:
+            dim = emb.dim
+        db_schema.check_model(conn, self.schema, model=emb.name, dim=dim)
+
+    def _opened(self, conn: psycopg.Connection) -> None:
+        """The schema exists: note its vector type and start writing the ledger."""
+        self._vector_type = (db_schema.read_settings(conn, self.schema).get("embedding") or {}).get("type", "vector")
         self.ledger.open()
         self._schema_ready = True
-        return True
+
+    # --- the SQL API ----------------------------------------------------------------------------
+
+    def sql_script(self, engine: str | None = None) -> str:
+        """The whole install as one SQL script for `psql`: pgvector, tables, their distribution on
+        `engine` (default: the configured database's), settings, SQL and PL/Python functions. It runs
+        in one transaction and every statement is idempotent, so it can be applied again."""
+        pgvector = None  # a script for a server not seen: a current pgvector
+        if engine is None:
+            with self.connection() as conn:
+                engine = detect_engine(conn)
+                pgvector = db_schema.pgvector_version(conn)
+        emb = self.embedder
+        steps = db_schema.install_script(self.schema, engine=engine, model=emb.name, dim=emb.dim,
+                                         ts_config=self.settings.text_search_config,
+                                         vector_type=db_schema.storage_type(emb.dim, pgvector))
+        body = "\n\n".join(step.as_string(None).strip() for step in steps)
+        return (f"-- pgask: SQL install of schema {self.schema} for {engine}, "
+                f"embedding model {emb.name} ({emb.dim} dimensions)\nBEGIN;\n\n{body}\n\nCOMMIT;\n")
+
+    def install_sql(self) -> dict:
+        """Install (or refresh) the tables and the SQL API in the configured database and say what is there.
+        The PL/Python functions are installed only where the server has plpython3u; `notes` says why not."""
+        emb = self.embedder
+        notes: list[str] = []
+        with self.connection() as conn:
+            if db_schema.exists(conn, self.schema):
+                self._check_model(conn)
+            engine = detect_engine(conn)
+
+            def note(diagnostic) -> None:
+                if diagnostic.message_primary.startswith("pgask:"):
+                    notes.append(diagnostic.message_primary.removeprefix("pgask:").strip())
+
+            conn.add_notice_handler(note)
+            try:
+                db_schema.create(conn, self.schema, model=emb.name, dim=emb.dim,
+                                 ts_config=self.settings.text_search_config, engine=engine)
+            finally:
+                conn.remove_notice_handler(note)
+            functions = db_schema.functions(conn, self.schema)
+            self._opened(conn)
+        return {"schema": self.schema, "engine": engine, "functions": functions,
+                "plpython": "ask" in functions, "notes": notes}
 
     def _require_schema(self) -> None:
         if not self._ensure_schema(create=False):
@@ -181,12 +229,13 @@ class KnowledgeBase:
         estimated cost would exceed it: documents finished so far are stored, the rest are listed in
         `report.remaining`.
         """
-        job = self._ingest_job(progress, notify, max_cost_usd)
-        try:
-            return self._accounted(job, lambda: job.run([Path(p) for p in paths], include=include,
-                                                        exclude=exclude, prune=prune))
-        finally:
-            self._restore_indexes(notify)
+        with self._ingest_lock(notify):
+            job = self._ingest_job(progress, notify, max_cost_usd)
+            try:
+                return self._accounted(job, lambda: job.run([Path(p) for p in paths], include=include,
+                                                            exclude=exclude, prune=prune))
+            finally:
+                self._restore_indexes(notify)
 
     def ingest_documents(
         self,
@@ -198,11 +247,36 @@ class KnowledgeBase:
         notify: Callable[[str], None] = lambda message: None,
     ) -> IngestReport:
         """Add new and changed documents that are not files (rows, datasets), streamed; see Ingest.run_documents."""
-        job = self._ingest_job(progress, notify, max_cost_usd)
-        try:
-            return self._accounted(job, lambda: job.run_documents(documents, prune_scope=prune_scope))
-        finally:
-            self._restore_indexes(notify)
+        with self._ingest_lock(notify):
+            job = self._ingest_job(progress, notify, max_cost_usd)
+            try:
+                return self._accounted(job, lambda: job.run_documents(documents, prune_scope=prune_scope))
+            finally:
+                self._restore_indexes(notify)
+
+    @contextmanager
+    def _ingest_lock(self, notify: Callable[[str], None]) -> Iterator[None]:
+        """One ingest at a time per knowledge base, across processes and machines.
+
+        A session-level advisory lock: it is released when the holder finishes, or when its
+        connection dies with it (a killed ingest never leaves a stale lock).
+        """
+        key = stable_id(f"pgask-ingest:{self.schema}")
+        with self.connection() as conn:
+            conn.autocommit = True
+            try:
+                if not conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]:
+                    holder = conn.execute(
+                        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                        "AND ((classid::bigint << 32) | objid::bigint) = %s LIMIT 1", (key,)).fetchone()
+                    who = f" (server process {holder[0]})" if holder else ""
+                    notify(f"waiting for another ingest into this knowledge base (schema {self.schema}){who} to finish")
+                    conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+                yield
+            finally:
+                if not conn.closed:
+                    conn.execute("SELECT pg_advisory_unlock_all()")
+                conn.autocommit = False
 
     def _accounted(self, job: Ingest, run: Callable[[], IngestReport]) -> IngestReport:
         """Run an ingest and add the tokens and cost of its embedding calls to its report."""
@@ -328,20 +402,15 @@ class KnowledgeBase:
                 conn, self.schema, vector, k=k or self.settings.top_k,
                 threshold=self.settings.threshold if threshold is None else threshold,
             )
-        if not hits:
-            return answering.Answer(question, answering.NO_ANSWER, "none", usage=sum_calls(calls))
-        if not self.settings.llm_configured:
-            text = answering.extractive_answer(vector, hits, lambda texts: self._embed_texts(texts, calls))
-            if on_token:
-                on_token(text)
-            return answering.Answer(question, text, "extractive", hits, usage=sum_calls(calls))
-        model = answering.ChatModel(model=self.settings.llm_model, base_url=self.settings.llm_base_url,
-                                    api_key=self.settings.openai_api_key)
-        text, info = model.complete(answering.build_messages(question, hits), on_token)
-        calls.append(self.ledger.record(Call(kind="chat", provider=model.provider, model=info["model"],
-                                             tokens_in=info["tokens_in"], tokens_out=info["tokens_out"],
-                                             latency_ms=info["latency_ms"])))
-        return answering.Answer(question, text, "llm", hits, usage=dict(info, **sum_calls(calls)))
+        result = answering.compose(question, vector, hits, embed=lambda texts: self._embed_texts(texts, calls),
+                                   settings=self.settings, on_token=on_token)
+        if result.mode == "llm":
+            info = result.usage
+            calls.append(self.ledger.record(Call(kind="chat", provider=answering.ChatModel.provider, model=info["model"],
+                                                 tokens_in=info["tokens_in"], tokens_out=info["tokens_out"],
+                                                 latency_ms=info["latency_ms"])))
+        result.usage = dict(result.usage or {}, **sum_calls(calls))
+        return result
 
     def usage(self, since: date | None = None) -> dict:
         """Model calls, tokens and cost by day, kind, provider and model (see usage.summarise)."""
@@ -382,6 +451,7 @@ class KnowledgeBase:
             info["home"] = str(s.home)
         with self.connection() as conn:
             info["engine"] = detect_engine(conn)
+            info.update(cluster.describe(conn, self.schema, info["engine"]))
             info["server_version"] = conn.execute("SHOW server_version").fetchone()[0]
             info["pgvector_version"] = conn.execute(
                 "SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()[0]

@@ -36,49 +36,82 @@ def read_settings(conn: psycopg.Connection, schema: str) -> dict:
     return {key: value for key, value in rows}
 
 
-def pgvector_version(conn: psycopg.Connection) -> tuple[int, ...]:
+def pgvector_version(conn: psycopg.Connection) -> tuple[int, ...] | None:
     row = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
-    return tuple(int(part) for part in row[0].split(".")[:3] if part.isdigit()) if row else ()
+    return tuple(int(part) for part in row[0].split(".")[:3] if part.isdigit()) if row else None
 
 
-def storage_type(conn: psycopg.Connection, dim: int) -> str:
-    """The column type that keeps vectors of `dim` dimensions indexable where the server allows it.
+def storage_type(dim: int, pgvector: tuple[int, ...] | None = None) -> str:
+    """The column type that keeps vectors of `dim` dimensions indexable where pgvector allows it.
 
     vector up to 2,000 dimensions; halfvec (16-bit floats, pgvector 0.7+) up to 4,000. Beyond
     that, or on an older pgvector, vector: stored and searched exactly, and `pgask index` says why
-    it cannot build an index.
+    it cannot build an index. `pgvector` None (a script for a server not yet seen, which the
+    script itself gives pgvector): a current one.
     """
     if dim <= INDEX_MAX_DIMS["vector"]:
         return "vector"
-    if dim <= INDEX_MAX_DIMS["halfvec"] and pgvector_version(conn) >= (0, 7):
+    if dim <= INDEX_MAX_DIMS["halfvec"] and (pgvector is None or pgvector >= (0, 7)):
         return "halfvec"
     return "vector"
 
 
-def create(conn: psycopg.Connection, schema: str, *, model: str, dim: int, ts_config: str) -> None:
-    """Create the schema for this model (idempotent) and record what it was built with."""
-    vector_type = storage_type(conn, dim)
-    conn.execute(render("schema.sql", schema, dim=dim, ts_config=ts_config, vector_type=sql.SQL(vector_type)))
-    conn.execute(render("query_cache.sql", schema))
-    conn.execute(render("functions.sql", schema))
-    upsert = sql.SQL(
-        "INSERT INTO {}.settings (key, value) VALUES (%s, %s) ON CONFLICT (key) DO NOTHING"
-    ).format(sql.Identifier(schema))
-    for key, value in {
-        "embedding": {"model": model, "dim": dim, "type": vector_type},
-        "schema_version": SCHEMA_VERSION,
-        "text_search_config": ts_config,
-    }.items():
-        conn.execute(upsert, (key, Jsonb(value)))
+ENGINES = ("postgres", "citus", "greenplum", "cloudberry")
+# engine -> the file that spreads the tables over its nodes (plain Postgres needs none)
+DISTRIBUTION = {"citus": "distribute_citus.sql", "greenplum": "distribute_greenplum.sql",
+                "cloudberry": "distribute_greenplum.sql"}
+
+
+def install_script(schema: str, *, engine: str, model: str, dim: int, ts_config: str,
+                   vector_type: str = "vector") -> list[sql.Composed]:
+    """The whole SQL install for one engine, one rendered file per step, in the order they run:
+    pgvector and the tables, their distribution, the settings rows, the SQL functions, and the
+    PL/Python functions (which install themselves only where plpython3u is available)."""
+    if engine not in ENGINES:
+        raise PgaskError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
+    steps = [render("schema.sql", schema, dim=dim, ts_config=ts_config, vector_type=sql.SQL(vector_type))]
+    if engine in DISTRIBUTION:
+        steps.append(render(DISTRIBUTION[engine], schema, schema_name=schema))
+    steps += [
+        render("settings.sql", schema, embedding=Jsonb({"model": model, "dim": dim, "type": vector_type}),
+               schema_version=Jsonb(SCHEMA_VERSION), text_search_config=Jsonb(ts_config)),
+        render("functions.sql", schema),
+        render("plpython.sql", schema, schema_name=schema),
+    ]
+    return steps
+
+
+def create(conn: psycopg.Connection, schema: str, *, model: str, dim: int, ts_config: str,
+           engine: str = "postgres") -> None:
+    """Create or complete the schema for this model (idempotent) and record what it was built with.
+
+    A knowledge base that exists keeps the vector type it was built with.
+    """
+    built = (read_settings(conn, schema).get("embedding") or {}) if exists(conn, schema) else {}
+    vector_type = built.get("type") or storage_type(dim, pgvector_version(conn))
+    for step in install_script(schema, engine=engine, model=model, dim=dim, ts_config=ts_config,
+                               vector_type=vector_type):
+        conn.execute(step)
     conn.commit()
     check_model(conn, schema, model=model, dim=dim)
 
 
-def upgrade(conn: psycopg.Connection, schema: str) -> None:
-    """Add what knowledge bases built by earlier versions lack (each .sql file is idempotent)."""
+def upgrade(conn: psycopg.Connection, schema: str, engine: str) -> None:
+    """Complete a knowledge base built by an earlier version (it lacks the query cache) by running
+    the idempotent install again with what it was built with."""
     if not conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{schema}.query_cache",)).fetchone()[0]:
-        conn.execute(render("query_cache.sql", schema))
-        conn.commit()
+        settings = read_settings(conn, schema)
+        built = settings["embedding"]
+        create(conn, schema, model=built["model"], dim=built["dim"], ts_config=settings["text_search_config"],
+               engine=engine)
+
+
+def functions(conn: psycopg.Connection, schema: str) -> list[str]:
+    """Names of the functions installed in the schema."""
+    rows = conn.execute(
+        "SELECT DISTINCT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+        "WHERE n.nspname = %s ORDER BY 1", (schema,))
+    return [name for name, in rows]
 
 
 def write_setting(conn: psycopg.Connection, schema: str, key: str, value: object) -> None:

@@ -56,3 +56,17 @@ def get_embedder(model: str, *, backend: str = "auto", base_url: str | None = No
 
             _loaded[key] = LocalEmbedder(model)
         return _loaded[key]
+
+
+def configured_embedder(settings, *, model: str | None = None, on_call=None) -> Embedder:
+    """The embedder that `settings` (a config.Settings) configure; `model` names another one (the
+    model a knowledge base was built with). A remote embedder hands each answered request to
+    `on_call` (a ledger), and is sent OPENAI_API_KEY only when it is an `openai:` model."""
+    s = settings
+    name = model or s.embed_model
+    options = dict(
+        openai_api_key=s.openai_api_key, dimensions=s.embed_dimensions, max_tokens=s.embed_max_tokens,
+        batch_size=s.embed_batch_size, batch_tokens=s.embed_batch_tokens, concurrency=s.embed_concurrency,
+        rpm=s.embed_rpm, tpm=s.embed_tpm, max_retries=s.embed_max_retries, on_call=on_call,
+    ) if is_remote(name, s.embed_base_url) else {}
+    return get_embedder(name, backend=s.embed_backend, base_url=s.embed_base_url, api_key=s.embed_api_key, **options)

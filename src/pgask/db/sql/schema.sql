@@ -1,6 +1,10 @@
 -- pgask knowledge base: documents, their chunks with vectors, settings, and the usage ledger.
--- Placeholders ({schema}, {vector_type}, {dim}, {ts_config}) are filled with psycopg.sql, never by string formatting.
--- Every unique key includes the document id, so the same DDL distributes on Citus and Greenplum.
+-- The schema name, vector type and dimension, and text search configuration are filled in with
+-- psycopg.sql. Every unique key includes the document id (or, for the query cache, its
+-- distribution key), so the same tables distribute on Citus, Greenplum and Cloudberry;
+-- distribute_<engine>.sql spreads them across the nodes after this file has run.
+
+CREATE EXTENSION IF NOT EXISTS vector;
 
 CREATE SCHEMA IF NOT EXISTS {schema};
 
@@ -45,4 +49,15 @@ CREATE TABLE IF NOT EXISTS {schema}.usage (
     latency_ms real,
     cost_usd   double precision NOT NULL DEFAULT 0,
     cached     boolean NOT NULL DEFAULT false
+);
+
+-- Query vectors of a remote embedding model, found by a hash of the query text (the text itself
+-- is not kept): the same question asked again, by any process, costs no second API call.
+-- No index is built on these vectors, so the column takes any dimension.
+CREATE TABLE IF NOT EXISTS {schema}.query_cache (
+    model     text NOT NULL,
+    text_hash text NOT NULL,                  -- sha256 of the query text
+    embedding vector NOT NULL,
+    at        timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (model, text_hash)
 );
