@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 
 from pgask.cli import app
 from pgask.errors import PgaskError
+from pgask.kb import KnowledgeBase
 from pgask.usage import Prices
 
 from .openai_server import sse_chat
@@ -161,3 +162,14 @@ def test_a_budget_from_the_environment_and_a_zero_budget_send_nothing(settings, 
     assert api.requests == []
     with remote_kb(settings, api) as kb, pytest.raises(PgaskError, match="zero or more dollars"):
         kb.ingest([corpus], max_cost_usd=-1)
+
+
+def test_a_knowledge_base_built_before_the_query_cache_gets_one_when_opened(kb, settings, corpus):
+    kb.ingest([corpus])
+    with kb.connection() as conn:
+        conn.execute(f"DROP TABLE {kb.schema}.query_cache")
+        conn.commit()
+    with KnowledgeBase(settings) as again:
+        assert again.search("oiling a bicycle chain", k=1)[0].source.endswith("bicycle.html")
+        with again.connection() as conn:
+            assert conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{kb.schema}.query_cache",)).fetchone()[0]
