@@ -38,7 +38,7 @@ def shared_part(stmts: list[str]) -> list[str]:
 
 def test_the_same_statements_run_on_every_engine_but_the_distribution():
     base = statements("postgres")
-    assert set(tables(base)) == {"settings", "documents", "chunks", "usage"}
+    assert set(tables(base)) == {"settings", "documents", "chunks", "usage", "query_cache"}
     assert tables(base)["chunks"] == [["document_id", "id"]] and tables(base)["documents"] == [["id"]]
     for engine in ENGINES:
         # the same tables, functions and queries on every engine; only the distribution differs
@@ -62,6 +62,7 @@ def test_citus_distributes_documents_and_chunks_colocated_and_references_the_res
     assert calls == {
         "settings": ("create_reference_table", None, ""),
         "usage": ("create_reference_table", None, ""),
+        "query_cache": ("create_reference_table", None, ""),
         "documents": ("create_distributed_table", "id", ""),
         "chunks": ("create_distributed_table", "document_id", ", colocate_with => format('%I.documents', 'kb')"),
     }
@@ -82,7 +83,7 @@ def test_greenplum_and_cloudberry_distribute_by_the_document_key(engine):
     policies = dict(re.findall(r'^ALTER TABLE "kb"\.(\w+) SET (DISTRIBUTED .+)$', s)[0]
                     for s in stmts if s.startswith("ALTER TABLE"))
     assert policies == {"settings": "DISTRIBUTED REPLICATED", "usage": "DISTRIBUTED RANDOMLY",
-                        "documents": "DISTRIBUTED BY (id)", "chunks": "DISTRIBUTED BY (document_id)"}
+                        "query_cache": "DISTRIBUTED BY (text_hash)", "documents": "DISTRIBUTED BY (id)", "chunks": "DISTRIBUTED BY (document_id)"}
     # a hash-distributed table's unique keys must contain the distribution key
     for table, keys in tables(stmts).items():
         if m := re.match(r"DISTRIBUTED BY \((\w+)\)", policies[table]):

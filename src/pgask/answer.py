@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .errors import PgaskError
+from .apierrors import api_errors
 from .ingest.chunking import sentences
 from .search import Hit
 
@@ -85,11 +85,10 @@ class ChatModel:
 
     def complete(self, messages: list[dict], on_token: Callable[[str], None] | None = None) -> tuple[str, dict]:
         """The model's reply, streamed token by token to on_token; returns (text, usage)."""
-        import openai
-
         started = time.perf_counter()
         where = self.base_url or "https://api.openai.com/v1"
-        try:
+        with api_errors("chat model", where, model=self.model, key_variable="OPENAI_API_KEY",
+                        model_variable="PGASK_LLM_MODEL", url_variable="PGASK_LLM_BASE_URL"):
             stream = self.client.chat.completions.create(
                 model=self.model, messages=messages, stream=True, temperature=0,
                 stream_options={"include_usage": True},
@@ -105,23 +104,6 @@ class ChatModel:
                         parts.append(token)
                         if on_token:
                             on_token(token)
-        except openai.AuthenticationError as exc:
-            raise PgaskError(f"the chat model API at {where} refused the key (401): check OPENAI_API_KEY") from exc
-        except openai.NotFoundError as exc:
-            raise PgaskError(
-                f"the chat model API at {where} has no model {self.model!r} (404): check PGASK_LLM_MODEL"
-            ) from exc
-        except openai.RateLimitError as exc:
-            raise PgaskError(
-                f"the chat model API at {where} is rate limiting requests (429) and retries did not help: "
-                "wait a minute and ask again, or raise your provider's limits"
-            ) from exc
-        except openai.APITimeoutError as exc:
-            raise PgaskError(f"the chat model API at {where} did not answer in time: try again later") from exc
-        except openai.APIConnectionError as exc:
-            raise PgaskError(f"cannot reach the chat model API at {where}: check PGASK_LLM_BASE_URL") from exc
-        except openai.APIStatusError as exc:
-            raise PgaskError(f"the chat model API at {where} failed with HTTP {exc.status_code}: try again later") from exc
         info = {
             "model": self.model,
             "tokens_in": getattr(usage, "prompt_tokens", 0) or 0,
@@ -169,13 +151,15 @@ def extractive_answer(
     return " ".join(f"{candidates[i][1]} [{candidates[i][0]}]" for i in best)
 
 
-def compose(question: str, vector: np.ndarray, hits: Sequence[Hit], *, embedder, settings,
+def compose(question: str, vector: np.ndarray, hits: Sequence[Hit], *,
+            embed: Callable[[list[str]], np.ndarray], settings,
             on_token: Callable[[str], None] | None = None) -> Answer:
-    """The answer from `hits`: written by the chat model when `settings` configure one, else extractive."""
+    """The answer from `hits`: written by the chat model when `settings` configure one, else
+    extractive (`embed` gives the passages' sentences unit vectors)."""
     if not hits:
         return Answer(question, NO_ANSWER, "none")
     if not settings.llm_configured:
-        text = extractive_answer(vector, hits, embedder.embed_documents)
+        text = extractive_answer(vector, hits, embed)
         if on_token:
             on_token(text)
         return Answer(question, text, "extractive", list(hits))

@@ -10,6 +10,7 @@ import functools
 import json
 import os
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Callable, List, Optional
 
@@ -127,28 +128,38 @@ def ingest(
     include: List[str] = typer.Option([], "--include", help="Only files matching this glob (repeatable)."),
     exclude: List[str] = typer.Option([], "--exclude", help="Skip files matching this glob (repeatable)."),
     prune: bool = typer.Option(False, "--prune", help="Delete stored documents whose files are gone."),
+    max_cost: Optional[float] = typer.Option(
+        None, "--max-cost", min=0, help="Stop before embedding costs more than this many US dollars (PGASK_MAX_COST_USD)."),
     as_json: bool = JsonOption,
 ):
     """Load, chunk, embed and store documents; unchanged ones are skipped."""
     progress = IngestProgress()
     with knowledge_base() as kb:
         try:
-            report = kb.ingest(paths, include=include, exclude=exclude, prune=prune, progress=progress,
-                               notify=lambda message: err.print(f"[dim]{escape(message)}[/dim]"))
+            report = kb.ingest(paths, include=include, exclude=exclude, prune=prune, max_cost_usd=max_cost,
+                               progress=progress, notify=lambda message: err.print(f"[dim]{escape(message)}[/dim]"))
         finally:
             progress.stop()
     if as_json:
         emit_json(report.as_dict())
     else:
+        spend = f" · {report.tokens} tokens, ${report.cost_usd:.6f}" if report.tokens else ""
         out.print(
             f"{report.added} added, {report.updated} updated, {report.unchanged} unchanged, "
             f"{report.deleted} deleted, {len(report.failed)} failed · {report.chunks} chunks in {report.seconds:.1f}s"
+            f"{spend}"
         )
         if report.skipped:
             out.print(f"[dim]skipped {len(report.skipped)} files of unsupported types[/dim]")
     for failure in report.failed:
         err.print(f"[red]failed:[/red] {escape(shown_source(failure['source']))}: {escape(failure['error'])}")
-    if report.failed:
+    if report.budget and report.budget["exhausted"]:
+        err.print(
+            f"[yellow]budget reached:[/yellow] ${report.budget['spent_usd']:.6f} of ${report.budget['max_cost_usd']:.6f} "
+            f"spent, the next batch would exceed it; {len(report.remaining)} documents not ingested "
+            "(run again with a higher --max-cost to continue; finished documents are kept)"
+        )
+    if report.failed or report.remaining:
         raise typer.Exit(1)
 
 
@@ -272,11 +283,48 @@ def status(as_json: bool = JsonOption):
         ("documents", str(info["documents"])),
         ("chunks", str(info["chunks"])),
         ("indexes", ", ".join(f"{i['type']} ({i['metric']})" for i in info["indexes"]) or "none (exact search)"),
+        ("embedding", _embedding_line(info["embedding"])),
         ("answers", f"{info['llm']['model']} via {info['llm']['base_url'] or 'OpenAI'}" if info["llm"]["configured"]
          else "extractive (no language model configured)"),
     ]
     for name, value in rows:
         out.print(f"[bold]{name:>10}[/bold]  {escape(value)}")
+
+
+def _embedding_line(embedding: dict) -> str:
+    if embedding["provider"] == "local":
+        return "local model"
+    key = (f"key {embedding['key_variable']} {embedding['api_key']}" if embedding["api_key"]
+           else f"no key ({embedding['key_variable']} unset)")
+    return f"{embedding['provider']} {embedding['model']} via {embedding['base_url']}, {key}"
+
+
+@app.command()
+@handle_errors
+def usage(
+    since: Optional[datetime] = typer.Option(None, "--since", formats=["%Y-%m-%d"],
+                                             help="Only calls from this day on (YYYY-MM-DD, UTC)."),
+    as_json: bool = JsonOption,
+):
+    """Model calls, tokens and estimated cost by day, kind and model, from the usage ledger."""
+    with knowledge_base() as kb:
+        summary = kb.usage(since.date() if since else None)
+    if as_json:
+        emit_json(summary)
+        return
+    if not summary["groups"]:
+        out.print("no model calls recorded" + (f" since {summary['since']}" if summary["since"] else ""))
+        return
+    width = max(len(g["model"]) for g in summary["groups"])
+
+    def line(label: str, row: dict) -> str:
+        cached = f"({row['cached']} cached)" if row["cached"] else ""
+        return (f"{label}  {row['calls']:>6} calls {cached:<12} {row['tokens_in']:>10,} in  {row['tokens_out']:>8,} out"
+                f"  ${row['cost_usd']:.6f}")
+
+    for row in summary["groups"]:
+        out.print(line(f"{row['day']}  {row['kind']:<15}  {escape(row['model']):<{width}}", row))
+    out.print(line(f"[bold]{'total':<{10 + 2 + 15 + 2 + width}}[/bold]", summary["total"]))
 
 
 @app.command("sql")

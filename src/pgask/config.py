@@ -8,6 +8,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
+from .errors import PgaskError
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -44,6 +46,17 @@ class Settings:
     embed_model: str = DEFAULT_MODEL
     embed_backend: str = "auto"
     embed_base_url: str | None = None
+    embed_api_key: Secret | None = None  # a key for the embeddings server; OPENAI_API_KEY serves openai:
+    embed_dimensions: int | None = None  # vector size: asked of text-embedding-3 models, expected of others
+    embed_max_tokens: int | None = None  # longest input of a remote model; known models need none
+    embed_batch_size: int | None = None  # inputs per request (provider default when unset)
+    embed_batch_tokens: int | None = None  # tokens per request (provider default when unset)
+    embed_concurrency: int = 4  # requests in flight at once
+    embed_rpm: int | None = None  # requests per minute (provider default when unset)
+    embed_tpm: int | None = None  # tokens per minute (provider default when unset)
+    embed_max_retries: int = 6  # retries of a failed request; Retry-After is honoured
+    max_cost_usd: float | None = None  # an ingest stops before spending more than this
+    prices_file: Path | None = None  # prices that extend or replace the packaged table
     llm_base_url: str | None = None
     llm_model: str = "gpt-4o-mini"
     openai_api_key: Secret | None = None
@@ -75,6 +88,17 @@ ENV = {
     "PGASK_EMBED_MODEL": "embed_model",
     "PGASK_EMBED_BACKEND": "embed_backend",
     "PGASK_EMBED_BASE_URL": "embed_base_url",
+    "PGASK_EMBED_API_KEY": "embed_api_key",
+    "PGASK_EMBED_DIMENSIONS": "embed_dimensions",
+    "PGASK_EMBED_MAX_TOKENS": "embed_max_tokens",
+    "PGASK_EMBED_BATCH_SIZE": "embed_batch_size",
+    "PGASK_EMBED_BATCH_TOKENS": "embed_batch_tokens",
+    "PGASK_EMBED_CONCURRENCY": "embed_concurrency",
+    "PGASK_EMBED_RPM": "embed_rpm",
+    "PGASK_EMBED_TPM": "embed_tpm",
+    "PGASK_EMBED_MAX_RETRIES": "embed_max_retries",
+    "PGASK_MAX_COST_USD": "max_cost_usd",
+    "PGASK_PRICES_FILE": "prices_file",
     "PGASK_LLM_BASE_URL": "llm_base_url",
     "PGASK_LLM_MODEL": "llm_model",
     "OPENAI_API_KEY": "openai_api_key",
@@ -90,13 +114,17 @@ ENV = {
 }
 
 
+# Keys come from the environment only: a file is too easily committed or shared.
+SECRETS = ("openai_api_key", "embed_api_key", "api_token")
+
+
 def _coerce(name: str, value: Any) -> Any:
     kind = {f.name: f.type for f in fields(Settings)}[name]
     if value in ("", None):
         return None
-    if name == "home":
+    if name in ("home", "prices_file"):
         return Path(value).expanduser()
-    if name in ("openai_api_key", "api_token"):
+    if name in SECRETS:
         return Secret(value)
     if "int" in str(kind):
         return int(value)
@@ -115,11 +143,18 @@ def load_settings(environ: Mapping[str, str] | None = None, config_file: Path | 
             table = tomllib.load(fh)
         known = {f.name for f in fields(Settings)}
         for key, value in table.items():
+            if key in SECRETS:
+                variable = next(var for var, name in ENV.items() if name == key)
+                raise PgaskError(f"{path} sets {key}: keys are read from the environment only; "
+                                 f"remove it from the file and set {variable} instead")
             if key in known:
                 values[key] = _coerce(key, value)
     for var, name in ENV.items():
         if environ.get(var):
-            values[name] = _coerce(name, environ[var])
+            try:
+                values[name] = _coerce(name, environ[var])
+            except ValueError:
+                raise PgaskError(f"{var}={environ[var]!r} is not a number: set it to one, or unset it") from None
     return Settings(**{k: v for k, v in values.items() if v is not None})
 
 

@@ -15,7 +15,7 @@ import json
 
 from .answer import compose
 from .config import load_settings
-from .embed import Embedder, get_embedder
+from .embed import Embedder, configured_embedder
 from .errors import PgaskError
 from .search import Hit
 
@@ -41,8 +41,7 @@ def _embedder(GD: dict, model: str | None) -> Embedder:
     name = model or settings.embed_model
     cache = GD.setdefault("pgask", {})
     if ("embedder", name) not in cache:
-        cache[("embedder", name)] = get_embedder(name, backend=settings.embed_backend,
-                                                 base_url=settings.embed_base_url, api_key=settings.openai_api_key)
+        cache[("embedder", name)] = configured_embedder(settings, model=name)
     return cache[("embedder", name)]
 
 
@@ -79,7 +78,7 @@ def ask(plpy, GD: dict, schema: str, question: str) -> list[tuple[str, str, str]
         hits = [Hit(r["document_id"], r["id"], r["source"], r["title"], r["heading"], r["content"], r["similarity"])
                 for r in rows]
         hits = [h for h in hits if h.similarity >= settings.threshold]
-        result = compose(question, vector, hits, embedder=embedder, settings=settings)
+        result = compose(question, vector, hits, embed=embedder.embed_documents, settings=settings)
     except PgaskError as exc:
         plpy.error(str(exc))
     return [(result.answer, result.mode, json.dumps(result.as_dict()["sources"]))]

@@ -3,26 +3,29 @@
 from __future__ import annotations
 
 import threading
+import time
 from contextlib import contextmanager
+from datetime import date
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
+import numpy as np
 import psycopg
 from psycopg import sql
 
 from . import answer as answering
 from . import search as searching
-from . import usage
 from .config import Settings, load_settings
-from .db import cluster
+from .db import cluster, query_cache
 from .db import schema as db_schema
 from .db.connect import connect, detect_engine, mask_url
 from .db.store import stable_id
-from .embed import Embedder, get_embedder
+from .embed import Embedder, configured_embedder, is_remote
 from .errors import PgaskError
 from .ingest.loaders import Document
 from .ingest.pipeline import Ingest, IngestReport, NoProgress, Progress
 from .search import Hit
+from .usage import Budget, Call, Ledger, Prices, sum_calls, summarise, summary_of
 
 # An ingest that adds more chunks than this to an indexed table drops the ANN index and
 # rebuilds it once at the end: building over all rows is far cheaper than row-by-row upkeep.
@@ -44,6 +47,11 @@ class KnowledgeBase:
         self._pool = None
         self._lock = threading.Lock()
         self._schema_ready = False
+        self._vector_type = "vector"
+        # an embeddings API (billed, rate limited, its calls in the ledger) rather than a local model
+        self.remote = is_remote(self.settings.embed_model, self.settings.embed_base_url)
+        self._embedder: Embedder | None = None
+        self._ledger: Ledger | None = None
 
     # --- connections ---------------------------------------------------------------------------
 
@@ -96,10 +104,18 @@ class KnowledgeBase:
     # --- model and schema ------------------------------------------------------------------------
 
     @property
+    def ledger(self) -> Ledger:
+        """Every model call of this knowledge base, priced and written to its usage table."""
+        with self._lock:
+            if self._ledger is None:
+                self._ledger = Ledger(self.connection, self.schema, Prices.load(self.settings.prices_file))
+        return self._ledger
+
+    @property
     def embedder(self) -> Embedder:
-        s = self.settings
-        return get_embedder(s.embed_model, backend=s.embed_backend, base_url=s.embed_base_url,
-                            api_key=s.openai_api_key)
+        if self._embedder is None:
+            self._embedder = configured_embedder(self.settings, on_call=self.ledger.record)
+        return self._embedder
 
     def init(self, *, reset: bool = False) -> dict:
         """Create the schema for the configured model (drop it first with reset=True)."""
@@ -117,14 +133,34 @@ class KnowledgeBase:
         emb = self.embedder
         with self.connection() as conn:
             if db_schema.exists(conn, self.schema):
-                db_schema.check_model(conn, self.schema, model=emb.name, dim=emb.dim)
+                self._check_model(conn)
+                db_schema.upgrade(conn, self.schema, detect_engine(conn))
             elif create:
                 db_schema.create(conn, self.schema, model=emb.name, dim=emb.dim,
                                  ts_config=self.settings.text_search_config, engine=detect_engine(conn))
             else:
                 return False
-        self._schema_ready = True
+            self._opened(conn)
         return True
+
+    def _check_model(self, conn: psycopg.Connection) -> None:
+        """Refuse an existing knowledge base of another model. A remote model of unknown size takes
+        the size the knowledge base records (no API call); one of another name is refused unasked."""
+        emb = self.embedder
+        if self.remote and emb.known_dim is None:
+            built = db_schema.read_settings(conn, self.schema).get("embedding") or {}
+            if built.get("model") == emb.name:
+                emb.dim = built["dim"]
+            dim = emb.known_dim
+        else:
+            dim = emb.dim
+        db_schema.check_model(conn, self.schema, model=emb.name, dim=dim)
+
+    def _opened(self, conn: psycopg.Connection) -> None:
+        """The schema exists: note its vector type and start writing the ledger."""
+        self._vector_type = (db_schema.read_settings(conn, self.schema).get("embedding") or {}).get("type", "vector")
+        self.ledger.open()
+        self._schema_ready = True
 
     # --- the SQL API ----------------------------------------------------------------------------
 
@@ -132,12 +168,15 @@ class KnowledgeBase:
         """The whole install as one SQL script for `psql`: pgvector, tables, their distribution on
         `engine` (default: the configured database's), settings, SQL and PL/Python functions. It runs
         in one transaction and every statement is idempotent, so it can be applied again."""
+        pgvector = None  # a script for a server not seen: a current pgvector
         if engine is None:
             with self.connection() as conn:
                 engine = detect_engine(conn)
+                pgvector = db_schema.pgvector_version(conn)
         emb = self.embedder
         steps = db_schema.install_script(self.schema, engine=engine, model=emb.name, dim=emb.dim,
-                                         ts_config=self.settings.text_search_config)
+                                         ts_config=self.settings.text_search_config,
+                                         vector_type=db_schema.storage_type(emb.dim, pgvector))
         body = "\n\n".join(step.as_string(None).strip() for step in steps)
         return (f"-- pgask: SQL install of schema {self.schema} for {engine}, "
                 f"embedding model {emb.name} ({emb.dim} dimensions)\nBEGIN;\n\n{body}\n\nCOMMIT;\n")
@@ -149,7 +188,7 @@ class KnowledgeBase:
         notes: list[str] = []
         with self.connection() as conn:
             if db_schema.exists(conn, self.schema):
-                db_schema.check_model(conn, self.schema, model=emb.name, dim=emb.dim)
+                self._check_model(conn)
             engine = detect_engine(conn)
 
             def note(diagnostic) -> None:
@@ -163,7 +202,7 @@ class KnowledgeBase:
             finally:
                 conn.remove_notice_handler(note)
             functions = db_schema.functions(conn, self.schema)
-        self._schema_ready = True
+            self._opened(conn)
         return {"schema": self.schema, "engine": engine, "functions": functions,
                 "plpython": "ask" in functions, "notes": notes}
 
@@ -180,14 +219,21 @@ class KnowledgeBase:
         include: Sequence[str] = (),
         exclude: Sequence[str] = (),
         prune: bool = False,
+        max_cost_usd: float | None = None,
         progress: Progress | None = None,
         notify: Callable[[str], None] = lambda message: None,
     ) -> IngestReport:
-        """Add new and changed documents under `paths`; with prune, delete those whose files are gone."""
+        """Add new and changed documents under `paths`; with prune, delete those whose files are gone.
+
+        With a budget (max_cost_usd, else PGASK_MAX_COST_USD) the ingest stops before a batch whose
+        estimated cost would exceed it: documents finished so far are stored, the rest are listed in
+        `report.remaining`.
+        """
         with self._ingest_lock(notify):
-            job = self._ingest_job(progress, notify)
+            job = self._ingest_job(progress, notify, max_cost_usd)
             try:
-                return job.run([Path(p) for p in paths], include=include, exclude=exclude, prune=prune)
+                return self._accounted(job, lambda: job.run([Path(p) for p in paths], include=include,
+                                                            exclude=exclude, prune=prune))
             finally:
                 self._restore_indexes(notify)
 
@@ -196,14 +242,15 @@ class KnowledgeBase:
         documents: Iterable[Document],
         *,
         prune_scope: Sequence[str] = (),
+        max_cost_usd: float | None = None,
         progress: Progress | None = None,
         notify: Callable[[str], None] = lambda message: None,
     ) -> IngestReport:
         """Add new and changed documents that are not files (rows, datasets), streamed; see Ingest.run_documents."""
         with self._ingest_lock(notify):
-            job = self._ingest_job(progress, notify)
+            job = self._ingest_job(progress, notify, max_cost_usd)
             try:
-                return job.run_documents(documents, prune_scope=prune_scope)
+                return self._accounted(job, lambda: job.run_documents(documents, prune_scope=prune_scope))
             finally:
                 self._restore_indexes(notify)
 
@@ -231,7 +278,32 @@ class KnowledgeBase:
                     conn.execute("SELECT pg_advisory_unlock_all()")
                 conn.autocommit = False
 
-    def _ingest_job(self, progress: Progress | None, notify: Callable[[str], None]) -> Ingest:
+    def _accounted(self, job: Ingest, run: Callable[[], IngestReport]) -> IngestReport:
+        """Run an ingest and add the tokens and cost of its embedding calls to its report."""
+        tokens, spent = self.ledger.tokens("embed_documents"), self.ledger.spent("embed_documents")
+        report = run()
+        report.tokens = self.ledger.tokens("embed_documents") - tokens
+        report.cost_usd = self.ledger.spent("embed_documents") - spent
+        if job.budget is not None:
+            report.budget = dict(job.budget.as_dict(), exhausted=bool(report.remaining))
+        return report
+
+    def _budget(self, max_cost_usd: float | None) -> Budget | None:
+        limit = self.settings.max_cost_usd if max_cost_usd is None else max_cost_usd
+        if limit is None:
+            return None
+        if limit < 0:
+            raise PgaskError(f"the budget must be zero or more dollars, not {limit}")
+        emb, ledger = self.embedder, self.ledger
+        start = ledger.spent("embed_documents")
+
+        def estimate(texts: Sequence[str]) -> float:
+            return ledger.prices.cost(emb.model, emb.count_tokens(texts)) if self.remote else 0.0
+
+        return Budget(limit, estimate=estimate, spent=lambda: ledger.spent("embed_documents") - start)
+
+    def _ingest_job(self, progress: Progress | None, notify: Callable[[str], None],
+                    max_cost_usd: float | None = None) -> Ingest:
         self._ensure_schema(create=True)
         with self.connection() as conn:
             stored_documents = conn.execute(
@@ -251,12 +323,15 @@ class KnowledgeBase:
             else:
                 notify(f"updating the ANN index row by row for {todo} documents")
 
+        emb = self.embedder
+        # an API gets full requests, several at once: a batch is one round of them
+        batching = dict(api_batch=emb.batch_size, batch_chunks=emb.batch_size * emb.concurrency) if self.remote else {}
         return Ingest(
-            connect=self.connection, schema=self.schema, embedder=self.embedder,
+            connect=self.connection, schema=self.schema, embedder=emb,
             chunk_tokens=self.settings.chunk_tokens, overlap_tokens=self.settings.overlap_tokens,
             max_file_bytes=self.settings.max_file_mb * 1_000_000, max_text_chars=self.settings.max_text_mb * 1_000_000,
-            progress=progress or NoProgress(),
-            on_plan=plan,
+            progress=progress or NoProgress(), on_plan=plan, budget=self._budget(max_cost_usd),
+            vector_type=self._vector_type, **batching,
         )
 
     def _restore_indexes(self, notify: Callable[[str], None]) -> None:
@@ -277,38 +352,73 @@ class KnowledgeBase:
 
     # --- search and answers ------------------------------------------------------------------------
 
+    def _embed_query(self, text: str, calls: list[Call]) -> np.ndarray:
+        """The query's vector: a remote model's from the query cache when it was asked before."""
+        emb = self.embedder
+        if not self.remote:
+            return emb.embed_query(text)
+        started = time.perf_counter()
+        with self.connection() as conn:
+            vector = query_cache.get(conn, self.schema, emb.name, text)
+        if vector is not None:
+            latency_ms = round((time.perf_counter() - started) * 1000, 1)
+            calls.append(self.ledger.record(Call(kind="embed_query", provider=emb.provider, model=emb.model,
+                                                 latency_ms=latency_ms, cached=True)))
+            return vector
+        vector = emb.embed([text], kind="embed_query", on_call=lambda call: calls.append(self.ledger.record(call)))[0]
+        with self.connection() as conn:
+            query_cache.put(conn, self.schema, emb.name, text, vector)
+        return vector
+
+    def _embed_texts(self, texts: Sequence[str], calls: list[Call]) -> np.ndarray:
+        if not self.remote:
+            return self.embedder.embed_documents(texts)
+        return self.embedder.embed(texts, kind="embed_documents",
+                                   on_call=lambda call: calls.append(self.ledger.record(call)))
+
     def search(self, query: str, *, k: int | None = None, threshold: float | None = None,
                metric: str = "cosine") -> list[Hit]:
         """The passages closest to `query`, best first (all k of them unless a threshold is given)."""
         self._require_schema()
         if not query or not query.strip():
             raise PgaskError("the query is empty")
-        vector = self.embedder.embed_query(query)
+        vector = self._embed_query(query, [])
         with self.connection() as conn:
             return searching.vector_search(conn, self.schema, vector, k=k or self.settings.top_k, metric=metric,
                                            threshold=threshold)
 
     def ask(self, question: str, *, k: int | None = None, threshold: float | None = None,
             on_token: Callable[[str], None] | None = None) -> answering.Answer:
-        """A cited answer: by the chat model when one is configured, else extractive."""
+        """A cited answer: by the chat model when one is configured, else extractive.
+
+        Its `usage` holds the tokens and cost of the model calls made for it.
+        """
         self._require_schema()
         if not question or not question.strip():
             raise PgaskError("the question is empty")
-        vector = self.embedder.embed_query(question)
+        calls: list[Call] = []
+        vector = self._embed_query(question, calls)
         with self.connection() as conn:
             hits = searching.vector_search(
                 conn, self.schema, vector, k=k or self.settings.top_k,
                 threshold=self.settings.threshold if threshold is None else threshold,
             )
-        result = answering.compose(question, vector, hits, embedder=self.embedder, settings=self.settings,
-                                   on_token=on_token)
+        result = answering.compose(question, vector, hits, embed=lambda texts: self._embed_texts(texts, calls),
+                                   settings=self.settings, on_token=on_token)
         if result.mode == "llm":
             info = result.usage
-            with self.connection() as conn:
-                usage.record(conn, self.schema, kind="chat", provider=answering.ChatModel.provider,
-                             model=info["model"], tokens_in=info["tokens_in"], tokens_out=info["tokens_out"],
-                             latency_ms=info["latency_ms"])
+            calls.append(self.ledger.record(Call(kind="chat", provider=answering.ChatModel.provider, model=info["model"],
+                                                 tokens_in=info["tokens_in"], tokens_out=info["tokens_out"],
+                                                 latency_ms=info["latency_ms"])))
+        result.usage = dict(result.usage or {}, **sum_calls(calls))
         return result
+
+    def usage(self, since: date | None = None) -> dict:
+        """Model calls, tokens and cost by day, kind, provider and model (see usage.summarise)."""
+        if not self._ensure_schema(create=False):
+            return summary_of([], since)
+        with self.connection() as conn:
+            return summarise(conn, self.schema, since)
 
     # --- indexes and status ---------------------------------------------------------------------
 
@@ -333,7 +443,8 @@ class KnowledgeBase:
             "embedded": not s.database_url,
             "schema": self.schema,
             "model": emb.name,
-            "dim": emb.dim,
+            "dim": emb.known_dim if self.remote else emb.dim,  # a remote model is not asked here
+            "embedding": emb.describe() if self.remote else {"provider": "local", "model": emb.name},
             "llm": {"configured": s.llm_configured, "model": s.llm_model if s.llm_configured else None,
                     "base_url": s.llm_base_url, "api_key": s.openai_api_key.masked() if s.openai_api_key else None},
         }

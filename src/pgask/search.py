@@ -13,14 +13,14 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
-from .db.schema import render
+from .db.schema import INDEX_MAX_DIMS, render
 from .errors import PgaskError
 
-# metric -> (pgvector operator, operator class)
+# metric -> pgvector operator; the operator class is {column type}_{metric}_ops (vector_cosine_ops, halfvec_l2_ops ...)
 METRICS = {
-    "cosine": ("<=>", "vector_cosine_ops"),
-    "l2": ("<->", "vector_l2_ops"),
-    "ip": ("<#>", "vector_ip_ops"),
+    "cosine": "<=>",
+    "l2": "<->",
+    "ip": "<#>",
 }
 INDEX_TYPES = ("hnsw", "ivfflat")
 
@@ -48,7 +48,7 @@ def similarity(metric: str, distance: float) -> float:
     return 1.0 - distance * distance / 2.0  # |a-b|^2 = 2 - 2cos for unit vectors
 
 
-def check_metric(metric: str) -> tuple[str, str]:
+def check_metric(metric: str) -> str:
     if metric not in METRICS:
         raise PgaskError(f"unknown metric {metric!r}: use one of {', '.join(METRICS)}")
     return METRICS[metric]
@@ -64,7 +64,7 @@ def vector_search(
     threshold: float | None = None,
 ) -> list[Hit]:
     """The k chunks nearest `embedding`, best first, dropping those below `threshold` similarity."""
-    operator, _ = check_metric(metric)
+    operator = check_metric(metric)
     s = sql.Identifier(schema)
     query = sql.SQL(
         """SELECT n.document_id, n.id, d.source, d.title, n.heading, n.content, n.distance
@@ -87,6 +87,16 @@ def vector_search(
 # --- ANN indexes -----------------------------------------------------------------------------
 
 
+def embedding_column(conn: psycopg.Connection, schema: str) -> tuple[str, int]:
+    """The chunk vectors' column type (vector or halfvec) and dimension, from the catalog."""
+    row = conn.execute(
+        "SELECT t.typname, a.atttypmod FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
+        "WHERE a.attrelid = to_regclass(%s) AND a.attname = 'embedding'",
+        (f"{sql.Identifier(schema).as_string(conn)}.chunks",),
+    ).fetchone()
+    return row[0], row[1]
+
+
 def ivfflat_lists(rows: int) -> int:
     """pgvector's guidance: rows/1000 up to 1M rows, sqrt(rows) beyond."""
     return max(1, rows // 1000) if rows <= 1_000_000 else int(math.sqrt(rows))
@@ -106,7 +116,7 @@ def ann_indexes(conn: psycopg.Connection, schema: str) -> list[dict]:
     ).fetchall()
     found = []
     for name, kind, definition in rows:
-        metric = next((m for m, (_, ops) in METRICS.items() if ops in definition), "cosine")
+        metric = next((m for m in METRICS if f"_{m}_ops" in definition), "cosine")
         found.append({"name": name, "type": kind, "metric": metric})
     return found
 
@@ -132,10 +142,22 @@ def create_index(
     """(Re)build the ANN index for one metric, then ANALYZE. Replaces any index on that metric."""
     if kind not in INDEX_TYPES:
         raise PgaskError(f"unknown index type {kind!r}: use hnsw or ivfflat")
-    _, opclass = check_metric(metric)
+    check_metric(metric)
     rows = conn.execute(sql.SQL("SELECT count(*) FROM {}.chunks").format(sql.Identifier(schema))).fetchone()[0]
     if rows == 0:
         raise PgaskError("the knowledge base has no chunks yet: run `pgask ingest PATH` before building an index")
+    vector_type, dim = embedding_column(conn, schema)
+    if dim > INDEX_MAX_DIMS[vector_type]:
+        remedy = (
+            "pgvector 0.7+ stores up to 4,000 as halfvec, which can be indexed: upgrade pgvector, then "
+            "`pgask init --reset` and ingest again"
+            if vector_type == "vector" and dim <= INDEX_MAX_DIMS["halfvec"]
+            else "ask the model for fewer with PGASK_EMBED_DIMENSIONS (text-embedding-3 models), then "
+            "`pgask init --reset` and ingest again"
+        )
+        raise PgaskError(f"pgvector indexes {vector_type} columns of at most {INDEX_MAX_DIMS[vector_type]} "
+                         f"dimensions and these vectors have {dim}; searches stay exact. To index them, {remedy}")
+    opclass = f"{vector_type}_{metric}_ops"
     drop_ann_indexes(conn, schema, metric)
     name = index_name(kind, metric)
     params: dict = {"index": sql.Identifier(name), "opclass": sql.SQL(opclass)}

@@ -12,6 +12,9 @@ from ..errors import ModelMismatch, PgaskError
 
 SCHEMA_VERSION = 1
 
+# The most dimensions pgvector's HNSW and IVFFlat indexes take, by column type.
+INDEX_MAX_DIMS = {"vector": 2000, "halfvec": 4000}
+
 
 def sql_file(name: str) -> str:
     return resources.files("pgask.db").joinpath("sql", name).read_text(encoding="utf-8")
@@ -33,23 +36,44 @@ def read_settings(conn: psycopg.Connection, schema: str) -> dict:
     return {key: value for key, value in rows}
 
 
+def pgvector_version(conn: psycopg.Connection) -> tuple[int, ...] | None:
+    row = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
+    return tuple(int(part) for part in row[0].split(".")[:3] if part.isdigit()) if row else None
+
+
+def storage_type(dim: int, pgvector: tuple[int, ...] | None = None) -> str:
+    """The column type that keeps vectors of `dim` dimensions indexable where pgvector allows it.
+
+    vector up to 2,000 dimensions; halfvec (16-bit floats, pgvector 0.7+) up to 4,000. Beyond
+    that, or on an older pgvector, vector: stored and searched exactly, and `pgask index` says why
+    it cannot build an index. `pgvector` None (a script for a server not yet seen, which the
+    script itself gives pgvector): a current one.
+    """
+    if dim <= INDEX_MAX_DIMS["vector"]:
+        return "vector"
+    if dim <= INDEX_MAX_DIMS["halfvec"] and (pgvector is None or pgvector >= (0, 7)):
+        return "halfvec"
+    return "vector"
+
+
 ENGINES = ("postgres", "citus", "greenplum", "cloudberry")
 # engine -> the file that spreads the tables over its nodes (plain Postgres needs none)
 DISTRIBUTION = {"citus": "distribute_citus.sql", "greenplum": "distribute_greenplum.sql",
                 "cloudberry": "distribute_greenplum.sql"}
 
 
-def install_script(schema: str, *, engine: str, model: str, dim: int, ts_config: str) -> list[sql.Composed]:
+def install_script(schema: str, *, engine: str, model: str, dim: int, ts_config: str,
+                   vector_type: str = "vector") -> list[sql.Composed]:
     """The whole SQL install for one engine, one rendered file per step, in the order they run:
     pgvector and the tables, their distribution, the settings rows, the SQL functions, and the
     PL/Python functions (which install themselves only where plpython3u is available)."""
     if engine not in ENGINES:
         raise PgaskError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
-    steps = [render("schema.sql", schema, dim=dim, ts_config=ts_config)]
+    steps = [render("schema.sql", schema, dim=dim, ts_config=ts_config, vector_type=sql.SQL(vector_type))]
     if engine in DISTRIBUTION:
         steps.append(render(DISTRIBUTION[engine], schema, schema_name=schema))
     steps += [
-        render("settings.sql", schema, embedding=Jsonb({"model": model, "dim": dim}),
+        render("settings.sql", schema, embedding=Jsonb({"model": model, "dim": dim, "type": vector_type}),
                schema_version=Jsonb(SCHEMA_VERSION), text_search_config=Jsonb(ts_config)),
         render("functions.sql", schema),
         render("plpython.sql", schema, schema_name=schema),
@@ -59,11 +83,27 @@ def install_script(schema: str, *, engine: str, model: str, dim: int, ts_config:
 
 def create(conn: psycopg.Connection, schema: str, *, model: str, dim: int, ts_config: str,
            engine: str = "postgres") -> None:
-    """Create or complete the schema for this model (idempotent) and record what it was built with."""
-    for step in install_script(schema, engine=engine, model=model, dim=dim, ts_config=ts_config):
+    """Create or complete the schema for this model (idempotent) and record what it was built with.
+
+    A knowledge base that exists keeps the vector type it was built with.
+    """
+    built = (read_settings(conn, schema).get("embedding") or {}) if exists(conn, schema) else {}
+    vector_type = built.get("type") or storage_type(dim, pgvector_version(conn))
+    for step in install_script(schema, engine=engine, model=model, dim=dim, ts_config=ts_config,
+                               vector_type=vector_type):
         conn.execute(step)
     conn.commit()
     check_model(conn, schema, model=model, dim=dim)
+
+
+def upgrade(conn: psycopg.Connection, schema: str, engine: str) -> None:
+    """Complete a knowledge base built by an earlier version (it lacks the query cache) by running
+    the idempotent install again with what it was built with."""
+    if not conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{schema}.query_cache",)).fetchone()[0]:
+        settings = read_settings(conn, schema)
+        built = settings["embedding"]
+        create(conn, schema, model=built["model"], dim=built["dim"], ts_config=settings["text_search_config"],
+               engine=engine)
 
 
 def functions(conn: psycopg.Connection, schema: str) -> list[str]:
@@ -84,13 +124,17 @@ def write_setting(conn: psycopg.Connection, schema: str, key: str, value: object
     conn.commit()
 
 
-def check_model(conn: psycopg.Connection, schema: str, *, model: str, dim: int) -> None:
+def check_model(conn: psycopg.Connection, schema: str, *, model: str, dim: int | None) -> None:
+    """Refuse a knowledge base built with another model or dimension (dim None: not yet known)."""
     built = read_settings(conn, schema).get("embedding") or {}
-    if built.get("model") != model or built.get("dim") != dim:
+    if built.get("model") != model or (dim is not None and built.get("dim") != dim):
+        wanted = f"{model} ({dim} dimensions)" if dim is not None else model
+        use = (f"PGASK_EMBED_DIMENSIONS={built.get('dim')}" if built.get("model") == model
+               else f"PGASK_EMBED_MODEL={built.get('model')}")
         raise ModelMismatch(
             f"this knowledge base (schema {schema}) was built with embedding model "
-            f"{built.get('model')} ({built.get('dim')} dimensions), not {model} ({dim}): "
-            f"set PGASK_EMBED_MODEL={built.get('model')} to use it, or re-embed with the new model "
+            f"{built.get('model')} ({built.get('dim')} dimensions), not {wanted}: "
+            f"set {use} to use it, or re-embed with the new model "
             f"by `pgask init --reset` followed by `pgask ingest` of your documents"
         )
 

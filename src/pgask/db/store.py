@@ -8,6 +8,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 import psycopg
+from pgvector import HalfVector
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
@@ -54,8 +55,12 @@ def replace_document(
     content_hash: str,
     metadata: dict,
     chunks: Sequence[StoredChunk],
+    vector_type: str = "vector",
 ) -> None:
-    """Replace one document and all its chunks in a single transaction (binary COPY for the chunks)."""
+    """Replace one document and all its chunks in a single transaction (binary COPY for the chunks).
+
+    `vector_type` is the embedding column's type: vector, or halfvec for vectors above 2,000 dimensions.
+    """
     s = sql.Identifier(schema)
     doc_id = document_id(source)
     with conn.transaction():
@@ -75,11 +80,12 @@ def replace_document(
             "FROM STDIN WITH (FORMAT BINARY)"
         ).format(s)
         with conn.cursor().copy(copy_sql) as copy:
-            copy.set_types(["int8", "int8", "int4", "text", "text", "int4", "vector"])
+            copy.set_types(["int8", "int8", "int4", "text", "text", "int4", vector_type])
             for ch in chunks:
+                embedding = HalfVector(ch.embedding) if vector_type == "halfvec" else ch.embedding
                 copy.write_row(
                     (doc_id, chunk_id(source, ch.ordinal), ch.ordinal, ch.heading, ch.content,
-                     ch.token_count, ch.embedding)
+                     ch.token_count, embedding)
                 )
 
 

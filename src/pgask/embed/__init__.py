@@ -29,13 +29,26 @@ class Embedder(Protocol):
 _loaded: dict[tuple, Embedder] = {}
 _lock = threading.Lock()
 
+REMOTE_PREFIXES = ("openai:", "ollama:")
 
-def get_embedder(model: str, *, backend: str = "auto", base_url: str | None = None, api_key=None) -> Embedder:
+
+def is_remote(model: str, base_url: str | None = None) -> bool:
+    """Whether a model name (with PGASK_EMBED_BASE_URL) selects an embeddings API rather than a local model."""
+    return bool(base_url) or model.startswith(REMOTE_PREFIXES)
+
+
+def get_embedder(model: str, *, backend: str = "auto", base_url: str | None = None, api_key=None,
+                 **remote_options) -> Embedder:
     """The embedder a model name selects: local sentence-transformers unless a remote provider is named.
 
-    One instance per configuration and process, so the model is loaded once however many
-    knowledge bases, requests or threads use it.
+    `openai:NAME`, `ollama:NAME`, or any name with a base_url, is an OpenAI-compatible embeddings
+    API (embed/remote.py; `remote_options` go to RemoteEmbedder). A local model is loaded once per
+    configuration and process, however many knowledge bases, requests or threads use it.
     """
+    if is_remote(model, base_url):
+        from .remote import RemoteEmbedder
+
+        return RemoteEmbedder(model, base_url=base_url, api_key=api_key, **remote_options)
     key = (model, backend, base_url)
     with _lock:
         if key not in _loaded:
@@ -43,3 +56,17 @@ def get_embedder(model: str, *, backend: str = "auto", base_url: str | None = No
 
             _loaded[key] = LocalEmbedder(model)
         return _loaded[key]
+
+
+def configured_embedder(settings, *, model: str | None = None, on_call=None) -> Embedder:
+    """The embedder that `settings` (a config.Settings) configure; `model` names another one (the
+    model a knowledge base was built with). A remote embedder hands each answered request to
+    `on_call` (a ledger), and is sent OPENAI_API_KEY only when it is an `openai:` model."""
+    s = settings
+    name = model or s.embed_model
+    options = dict(
+        openai_api_key=s.openai_api_key, dimensions=s.embed_dimensions, max_tokens=s.embed_max_tokens,
+        batch_size=s.embed_batch_size, batch_tokens=s.embed_batch_tokens, concurrency=s.embed_concurrency,
+        rpm=s.embed_rpm, tpm=s.embed_tpm, max_retries=s.embed_max_retries, on_call=on_call,
+    ) if is_remote(name, s.embed_base_url) else {}
+    return get_embedder(name, backend=s.embed_backend, base_url=s.embed_base_url, api_key=s.embed_api_key, **options)

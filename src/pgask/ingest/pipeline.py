@@ -7,6 +7,7 @@ Bounded queues between them keep memory flat however large the corpus is.
 
 from __future__ import annotations
 
+import collections
 import fnmatch
 import functools
 import hashlib
@@ -25,6 +26,7 @@ import psycopg
 
 from ..db import store
 from ..errors import PgaskError
+from ..usage import Budget
 from .chunking import Chunk, chunk_document
 from .loaders import Document, LoadError, load, read_file, supported
 
@@ -43,12 +45,18 @@ class IngestReport:
     skipped: list[str] = field(default_factory=list)  # files of unsupported types
     chunks: int = 0
     seconds: float = 0.0
+    tokens: int = 0  # billed by an embeddings API (0 for a local model)
+    cost_usd: float = 0.0
+    budget: dict | None = None  # the spending limit, when one was set: max_cost_usd, spent_usd, exhausted
+    remaining: list[str] = field(default_factory=list)  # sources left unstored when the budget ran out
 
     def as_dict(self) -> dict:
         return {
             "added": self.added, "updated": self.updated, "unchanged": self.unchanged,
             "deleted": self.deleted, "failed": self.failed, "skipped": self.skipped,
             "chunks": self.chunks, "seconds": round(self.seconds, 3),
+            "tokens": self.tokens, "cost_usd": round(self.cost_usd, 8), "budget": self.budget,
+            "remaining": self.remaining,
         }
 
 
@@ -152,6 +160,12 @@ class Prepared:
     chunks: list[Chunk]
     exists: bool
     vectors: np.ndarray | None = None
+    parts: list[np.ndarray] = field(default_factory=list)  # vectors computed so far, in chunk order
+    embedded: int = 0  # chunks with a vector
+
+    @property
+    def complete(self) -> bool:
+        return self.embedded == len(self.chunks)
 
 
 class Embedder(Protocol):
@@ -180,6 +194,11 @@ class Ingest:
     max_file_bytes: int = 100_000_000
     max_text_chars: int = 20_000_000
     batch_chunks: int = 256  # chunks per embedding call: long enough to keep the model busy
+    # A remote API's inputs per request. When set, batches wait until full and are cut at a
+    # multiple of it, so that only the last request of a run is partly filled.
+    api_batch: int | None = None
+    budget: Budget | None = None  # checked before each batch is sent
+    vector_type: str = "vector"  # the embedding column's type (halfvec above 2,000 dimensions)
     queue_documents: int = 64  # documents in flight between stages (back-pressure)
     diff_batch: int = 500  # documents looked up at once when streaming documents
     progress: Progress = field(default_factory=NoProgress)
@@ -277,10 +296,15 @@ class Ingest:
 
     # --- the three overlapping stages -------------------------------------------------------
 
-    def _read(self, pending: Iterable[Pending], out: queue.Queue, report: IngestReport, stop: threading.Event) -> None:
+    def _read(self, pending: Iterable[Pending], out: queue.Queue, report: IngestReport,
+              stop: threading.Event, out_of_budget: threading.Event) -> None:
+        pending = iter(pending)
         try:
             for item in pending:
                 if stop.is_set():
+                    if out_of_budget.is_set():  # what was never read is part of what remains
+                        report.remaining.append(item.source)
+                        report.remaining.extend(later.source for later in pending)
                     break
                 try:
                     doc, digest = item.load()
@@ -308,6 +332,7 @@ class Ingest:
                             metadata=doc.metadata,
                             chunks=[store.StoredChunk(c.ordinal, c.heading, c.content, c.token_count, v)
                                     for c, v in zip(doc.chunks, doc.vectors)],
+                            vector_type=self.vector_type,
                         )
                     except psycopg.DataError as exc:
                         # this document's data is unstorable (its transaction rolled back); the rest goes on
@@ -326,19 +351,30 @@ class Ingest:
             while inbox.get() is not None:  # drain so the embed stage never blocks on a dead writer
                 pass
 
+    def _batch_size(self, queued: int, done: bool, idle: bool) -> int:
+        """How many queued chunks to embed now (0: wait for more)."""
+        if done:
+            return queued
+        if self.api_batch is None:
+            # a local model: embed when the batch is full, or when the reader has nothing more right now
+            return queued if queued >= self.batch_chunks or idle else 0
+        return queued - queued % self.api_batch if queued >= self.batch_chunks else 0
+
     def _load_embed_store(self, pending: Iterable[Pending], report: IngestReport) -> None:
         loaded: queue.Queue = queue.Queue(maxsize=self.queue_documents)
         embedded: queue.Queue = queue.Queue(maxsize=self.queue_documents)
         stop = threading.Event()
+        out_of_budget = threading.Event()
         errors: list[BaseException] = []
-        reader = threading.Thread(target=self._read, args=(pending, loaded, report, stop),
+        reader = threading.Thread(target=self._read, args=(pending, loaded, report, stop, out_of_budget),
                                   name="pgask-read", daemon=True)
         writer = threading.Thread(target=self._write, args=(embedded, report, errors),
                                   name="pgask-write", daemon=True)
         reader.start()
         writer.start()
+        waiting: collections.deque[Prepared] = collections.deque()  # documents in order, not yet stored
+        queued: list[tuple[Prepared, str]] = []  # chunks without a vector, with their documents
         try:
-            batch: list[Prepared] = []
             done = False
             while not done:
                 item = loaded.get()
@@ -347,32 +383,44 @@ class Ingest:
                 if item is None:
                     done = True
                 else:
-                    batch.append(item)
-                pending = sum(len(d.chunks) for d in batch)
-                # embed when the batch is full, or when the reader has nothing more right now
-                if batch and (done or pending >= self.batch_chunks or loaded.empty()):
-                    self._embed(batch)
-                    for doc in batch:
-                        embedded.put(doc)
-                    batch = []
+                    waiting.append(item)
+                    queued.extend((item, chunk.embed_text) for chunk in item.chunks)
+                size = self._batch_size(len(queued), done, loaded.empty())
+                if size:
+                    if self.budget is not None and not self.budget.allows([text for _, text in queued[:size]]):
+                        out_of_budget.set()
+                        break
+                    self._embed(queued[:size])
+                    del queued[:size]
+                while waiting and waiting[0].complete:
+                    doc = waiting.popleft()
+                    doc.vectors = np.vstack(doc.parts) if doc.parts else np.zeros((0, 1), np.float32)
+                    embedded.put(doc)
                 if errors:
                     break
         finally:
             stop.set()
             embedded.put(None)
             writer.join()
-            while reader.is_alive():  # unblock a reader waiting on a full queue
+            left = [doc.source for doc in waiting]
+            while reader.is_alive() or not loaded.empty():  # unblock a reader waiting on a full queue
                 try:
-                    loaded.get(timeout=0.1)
+                    item = loaded.get(timeout=0.1)
                 except queue.Empty:
-                    pass
+                    continue
+                if isinstance(item, Prepared):
+                    left.append(item.source)
+            if out_of_budget.is_set():
+                report.remaining[:0] = left  # before the sources the reader never reached
         if errors:
             raise errors[0]
 
-    def _embed(self, batch: list[Prepared]) -> None:
-        texts = [c.embed_text for doc in batch for c in doc.chunks]
-        vectors = self.embedder.embed_documents(texts) if texts else np.zeros((0, 1), np.float32)
+    def _embed(self, queued: list[tuple[Prepared, str]]) -> None:
+        vectors = self.embedder.embed_documents([text for _, text in queued])
         at = 0
-        for doc in batch:
-            doc.vectors = vectors[at: at + len(doc.chunks)]
-            at += len(doc.chunks)
+        for _, group in itertools.groupby(queued, key=lambda pair: id(pair[0])):
+            pairs = list(group)
+            doc, n = pairs[0][0], len(pairs)
+            doc.parts.append(vectors[at: at + n])
+            doc.embedded += n
+            at += n
