@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from .errors import PgaskError
+from .errors import ModelAPIError
 from .ingest.chunking import sentences
 from .search import Hit
 
@@ -32,10 +32,12 @@ class Answer:
     mode: str  # "llm" | "extractive" | "none"
     sources: list[Hit] = field(default_factory=list)
     usage: dict | None = None  # tokens and model of an LLM answer
+    standalone_question: str | None = None  # what was searched for: the question, or a follow-up made standalone
 
     def as_dict(self) -> dict:
         out = {
             "question": self.question,
+            "standalone_question": self.standalone_question or self.question,
             "answer": self.answer,
             "mode": self.mode,
             "sources": [dict(h.as_dict(), n=n) for n, h in enumerate(self.sources, 1)],
@@ -106,22 +108,22 @@ class ChatModel:
                         if on_token:
                             on_token(token)
         except openai.AuthenticationError as exc:
-            raise PgaskError(f"the chat model API at {where} refused the key (401): check OPENAI_API_KEY") from exc
+            raise ModelAPIError(f"the chat model API at {where} refused the key (401): check OPENAI_API_KEY") from exc
         except openai.NotFoundError as exc:
-            raise PgaskError(
+            raise ModelAPIError(
                 f"the chat model API at {where} has no model {self.model!r} (404): check PGASK_LLM_MODEL"
             ) from exc
         except openai.RateLimitError as exc:
-            raise PgaskError(
+            raise ModelAPIError(
                 f"the chat model API at {where} is rate limiting requests (429) and retries did not help: "
                 "wait a minute and ask again, or raise your provider's limits"
             ) from exc
         except openai.APITimeoutError as exc:
-            raise PgaskError(f"the chat model API at {where} did not answer in time: try again later") from exc
+            raise ModelAPIError(f"the chat model API at {where} did not answer in time: try again later") from exc
         except openai.APIConnectionError as exc:
-            raise PgaskError(f"cannot reach the chat model API at {where}: check PGASK_LLM_BASE_URL") from exc
+            raise ModelAPIError(f"cannot reach the chat model API at {where}: check PGASK_LLM_BASE_URL") from exc
         except openai.APIStatusError as exc:
-            raise PgaskError(f"the chat model API at {where} failed with HTTP {exc.status_code}: try again later") from exc
+            raise ModelAPIError(f"the chat model API at {where} failed with HTTP {exc.status_code}: try again later") from exc
         info = {
             "model": self.model,
             "tokens_in": getattr(usage, "prompt_tokens", 0) or 0,
