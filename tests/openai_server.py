@@ -1,4 +1,4 @@
-"""Helpers that make pytest-httpserver speak the OpenAI chat completions protocol (SSE streaming)."""
+"""Server-Sent Events in tests: pytest-httpserver speaking the OpenAI chat completions protocol, and a reader."""
 
 from __future__ import annotations
 
@@ -22,3 +22,12 @@ def sse_chat(tokens: list[str], *, model: str = "test-model", usage: tuple[int, 
                    "usage": {"prompt_tokens": usage[0], "completion_tokens": usage[1], "total_tokens": sum(usage)}})
     body = "".join(f"data: {json.dumps(e)}\n\n" for e in events) + "data: [DONE]\n\n"
     return Response(body, status=200, headers={"Content-Type": "text/event-stream"})
+
+
+def sse_events(text: str) -> list[tuple[str | None, str]]:
+    """(event name or None, data) of each event in a text/event-stream body; comments skipped."""
+    events = []
+    for block in text.strip().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if not line.startswith(":"))
+        events.append((fields.get("event"), fields.get("data")))
+    return events

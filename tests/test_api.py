@@ -13,7 +13,7 @@ from pgask.errors import PgaskError
 from pgask.kb import KnowledgeBase
 
 from .conftest import make_pdf
-from .openai_server import sse_chat
+from .openai_server import sse_chat, sse_events
 
 TOKEN = "test-token-3f9a1c"
 TOMATO = "How often should tomato plants be watered?"
@@ -28,14 +28,6 @@ def client(shared_kb):
 def fresh(kb):
     """An empty knowledge base of the test's own, for tests that add or delete documents."""
     return TestClient(create_app(kb))
-
-
-def sse_events(text: str) -> list[tuple[str | None, str]]:
-    events = []
-    for block in text.strip().split("\n\n"):
-        fields = dict(line.split(": ", 1) for line in block.splitlines() if not line.startswith(":"))
-        events.append((fields.get("event"), fields.get("data")))
-    return events
 
 
 def error_message(response) -> str:

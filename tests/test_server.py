@@ -4,13 +4,10 @@
 import json
 import os
 import re
-import socket
 import subprocess
-import sys
 import threading
 import time
 from contextlib import contextmanager
-from pathlib import Path
 
 import httpx
 import openai
@@ -21,11 +18,10 @@ from pgask.api import create_app
 from pgask.config import Secret
 from pgask.kb import KnowledgeBase
 
-from .openai_server import sse_chat
-from .test_api import sse_events
+from .openai_server import sse_chat, sse_events
+from .processes import PGASK, free_port, stop, wait_until_up
 
 TOKEN = "server-token-5b2e7d"
-PGASK = str(Path(sys.executable).with_name("pgask"))  # the installed command
 TOMATO = "How often should tomato plants be watered?"
 
 
@@ -116,12 +112,6 @@ def test_openai_sdk_sees_errors_as_its_own_exceptions(url, client):
     assert [m.id for m in client.models.list()] == ["pgask"]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_pgask_serve_on_all_interfaces_requires_the_token(shared_kb, cli_env):
     port = free_port()
     env = {**os.environ, **cli_env, "PGASK_SCHEMA": shared_kb.schema, "PGASK_API_TOKEN": TOKEN}
@@ -129,22 +119,12 @@ def test_pgask_serve_on_all_interfaces_requires_the_token(shared_kb, cli_env):
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 300  # a new process loads torch and the model
-        while True:
-            assert process.poll() is None, process.communicate()[1]
-            assert time.monotonic() < deadline, "pgask serve did not start"
-            try:
-                health = httpx.get(f"{base}/healthz", timeout=5)
-                break
-            except httpx.TransportError:
-                time.sleep(0.5)
-        assert health.status_code == 200
+        assert wait_until_up(process, f"{base}/healthz").status_code == 200
         assert httpx.post(f"{base}/v1/search", json={"query": "chain"}).status_code == 401
         allowed = httpx.post(f"{base}/v1/search", json={"query": "chain", "k": 1},
                              headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
         assert allowed.json()["results"][0]["source"].endswith("bicycle.html")
     finally:
-        process.terminate()
-        _, stderr = process.communicate(timeout=30)
+        stderr = stop(process)
     assert f"pgask API on http://0.0.0.0:{port}" in stderr and "bearer token required" in stderr
     assert TOKEN not in stderr

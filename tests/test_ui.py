@@ -2,20 +2,17 @@
 driven by Playwright) talks to `pgask ui` as a person would."""
 
 import os
-import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 from streamlit.testing.v1 import AppTest
 
 import pgask
 
+from .processes import PGASK, free_port, stop, wait_until_up
+
 APP = str(Path(pgask.__file__).with_name("ui") / "app.py")
-PGASK = str(Path(sys.executable).with_name("pgask"))
 CHROMIUM = "/usr/bin/chromium"
 TOMATO = "How often should tomato plants be watered?"
 
@@ -73,12 +70,6 @@ def test_ui_settings_change_the_answer(app):
     assert app.chat_message[-1].markdown[0].value == "The documents do not answer this question."
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is absent: apt-get install -y chromium")
 def test_browser_asks_and_sees_the_answer_and_a_source(shared_kb, cli_env):
     from playwright.sync_api import expect, sync_playwright
@@ -89,16 +80,7 @@ def test_browser_asks_and_sees_the_answer_and_a_source(shared_kb, cli_env):
                           stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert ui.poll() is None, ui.communicate()[1]
-            assert time.monotonic() < deadline, "pgask ui did not start"
-            try:
-                if httpx.get(f"{url}/_stcore/health", timeout=5).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.5)
+        assert wait_until_up(ui, f"{url}/_stcore/health").status_code == 200
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
                                                  args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
@@ -118,5 +100,4 @@ def test_browser_asks_and_sees_the_answer_and_a_source(shared_kb, cli_env):
             finally:
                 browser.close()
     finally:
-        ui.terminate()
-        ui.communicate(timeout=30)
+        stop(ui)

@@ -15,6 +15,7 @@ import logging
 import secrets
 import time
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from itertools import chain
 from typing import Any, Iterator, Literal
@@ -34,6 +35,7 @@ from .config import Secret
 from .errors import ModelAPIError, PgaskError
 from .ingest import uploads
 from .kb import KnowledgeBase
+from .search import Hit
 
 log = logging.getLogger("pgask.api")
 
@@ -78,23 +80,14 @@ class AskRequest(Strict):
     stream: bool = Field(False, description="Server-Sent Events: question, token..., sources, done.")
 
 
-class Passage(BaseModel):
-    document_id: int
-    chunk_id: int
-    source: str
-    title: str
-    heading: str
-    content: str
-    similarity: float
-
-
-class Source(Passage):
+@dataclass
+class Source(Hit):
     n: int  # the number answers cite as [n]
 
 
 class SearchResponse(BaseModel):
     query: str
-    results: list[Passage]
+    results: list[Hit]
 
 
 class AskResponse(BaseModel):

@@ -192,15 +192,17 @@ def _print_sources(result) -> None:
             out.print(f"  [{n}] {escape(where)} [dim]({hit.similarity:.2f})[/dim]")
 
 
-def _print_answer(result, streamed: bool) -> None:
+EXTRACTIVE_NOTE = ("[dim]extractive answer: no language model configured "
+                   "(set OPENAI_API_KEY or PGASK_LLM_BASE_URL for written answers)[/dim]")
+
+
+def _print_answer(result, streamed: bool, *, note_extractive: bool = True) -> None:
     """The rest of an answer once its tokens (if streamed) are out: the text if not streamed, then the sources."""
     if streamed:
         out.print()
-    elif result.mode == "extractive":
-        out.print("[dim]extractive answer: no language model configured "
-                  "(set OPENAI_API_KEY or PGASK_LLM_BASE_URL for written answers)[/dim]")
-        out.print(escape(result.answer))
     else:
+        if result.mode == "extractive" and note_extractive:
+            out.print(EXTRACTIVE_NOTE)
         out.print(escape(result.answer))
     _print_sources(result)
 
@@ -248,6 +250,8 @@ def chat(
         streamed = not as_json and kb.settings.llm_configured
         if not as_json:
             err.print("[dim]Ask about your documents. /new starts a new conversation; /quit or Ctrl-D leaves.[/dim]")
+            if not kb.settings.llm_configured:
+                err.print(EXTRACTIVE_NOTE.replace("extractive answer", "extractive answers"))
         while True:
             try:
                 question = prompt.input("[bold cyan]you›[/bold cyan] ").strip()
@@ -277,7 +281,7 @@ def chat(
             turns.append(result.as_dict())
             history += [{"role": "user", "content": question}, {"role": "assistant", "content": result.answer}]
             if not as_json:
-                _print_answer(result, streamed)
+                _print_answer(result, streamed, note_extractive=False)
                 out.print()
     if as_json:
         emit_json({"turns": turns})
