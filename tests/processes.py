@@ -31,11 +31,12 @@ def wait_until_up(process: subprocess.Popen, url: str, *, seconds: float = 300) 
             time.sleep(0.5)
 
 
-def stop(process: subprocess.Popen) -> str:
-    """Stop a server (SIGTERM, then SIGKILL if it lingers); what it wrote on stderr."""
+def stop(process: subprocess.Popen) -> tuple[str, str]:
+    """Stop a server (SIGTERM, then SIGKILL if it lingers); what it wrote on stdout and stderr."""
     process.terminate()
     try:
-        return process.communicate(timeout=60)[1] or ""
+        stdout, stderr = process.communicate(timeout=60)
     except subprocess.TimeoutExpired:
         process.kill()
-        return process.communicate()[1] or ""
+        stdout, stderr = process.communicate()
+    return stdout or "", stderr or ""

@@ -115,7 +115,7 @@ def test_openai_sdk_sees_errors_as_its_own_exceptions(url, client):
 def test_pgask_serve_on_all_interfaces_requires_the_token(shared_kb, cli_env):
     port = free_port()
     env = {**os.environ, **cli_env, "PGASK_SCHEMA": shared_kb.schema, "PGASK_API_TOKEN": TOKEN}
-    process = subprocess.Popen([PGASK, "serve", "--host", "0.0.0.0", "--port", str(port)],
+    process = subprocess.Popen([PGASK, "serve", "--host", "0.0.0.0", "--port", str(port), "--json"],
                                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -125,6 +125,8 @@ def test_pgask_serve_on_all_interfaces_requires_the_token(shared_kb, cli_env):
                              headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
         assert allowed.json()["results"][0]["source"].endswith("bicycle.html")
     finally:
-        stderr = stop(process)
-    assert f"pgask API on http://0.0.0.0:{port}" in stderr and "bearer token required" in stderr
-    assert TOKEN not in stderr
+        stdout, stderr = stop(process)
+    # stdout is one JSON document; uvicorn's log, requests included, went to stderr
+    assert json.loads(stdout) == {"url": f"http://0.0.0.0:{port}", "docs": f"http://0.0.0.0:{port}/docs", "auth": True}
+    assert '"POST /v1/search HTTP/1.1" 401' in stderr and '"POST /v1/search HTTP/1.1" 200' in stderr
+    assert TOKEN not in stdout + stderr

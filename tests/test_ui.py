@@ -1,6 +1,7 @@
 """The chat UI: Streamlit's AppTest drives the script in-process; one real browser (Debian's chromium,
 driven by Playwright) talks to `pgask ui` as a person would."""
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -10,6 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 import pgask
 
+from .openai_server import sse_chat
 from .processes import PGASK, free_port, stop, wait_until_up
 
 APP = str(Path(pgask.__file__).with_name("ui") / "app.py")
@@ -70,15 +72,28 @@ def test_ui_settings_change_the_answer(app):
     assert app.chat_message[-1].markdown[0].value == "The documents do not answer this question."
 
 
+def test_ui_streams_a_written_answer_from_the_language_model(app, monkeypatch, httpserver):
+    tokens = ["Water them deeply ", "two or three times ", "a week [1]."]
+    httpserver.expect_request("/v1/chat/completions").respond_with_response(sse_chat(tokens))
+    monkeypatch.setenv("PGASK_LLM_BASE_URL", httpserver.url_for("/v1"))
+    monkeypatch.setenv("PGASK_LLM_MODEL", "test-model")
+    app.run()
+    assert app.sidebar.caption[0].value == "Answers written by test-model."
+    ask(app, TOMATO)
+    assert app.chat_message[1].markdown[0].value == "".join(tokens)
+    assert app.expander[0].label.startswith("[1] garden.md")
+
+
 @pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is absent: apt-get install -y chromium")
 def test_browser_asks_and_sees_the_answer_and_a_source(shared_kb, cli_env):
     from playwright.sync_api import expect, sync_playwright
 
     port = free_port()
     env = {**os.environ, **cli_env, "PGASK_SCHEMA": shared_kb.schema}
-    ui = subprocess.Popen([PGASK, "ui", "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
+    ui = subprocess.Popen([PGASK, "ui", "--port", str(port), "--json"], env=env, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
+    url = json.loads(ui.stdout.readline())["url"]  # and Streamlit's own messages go to stderr
+    assert url == f"http://127.0.0.1:{port}"
     try:
         assert wait_until_up(ui, f"{url}/_stcore/health").status_code == 200
         with sync_playwright() as playwright:
@@ -100,4 +115,5 @@ def test_browser_asks_and_sees_the_answer_and_a_source(shared_kb, cli_env):
             finally:
                 browser.close()
     finally:
-        stop(ui)
+        stdout, _ = stop(ui)
+    assert stdout == ""
