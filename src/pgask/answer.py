@@ -169,3 +169,18 @@ def extractive_answer(
     # the best sentences, read in source order so that the answer flows as the documents do
     best = sorted(np.argsort(-scores)[:max_sentences])
     return " ".join(f"{candidates[i][1]} [{candidates[i][0]}]" for i in best)
+
+
+def compose(question: str, vector: np.ndarray, hits: Sequence[Hit], *, embedder, settings,
+            on_token: Callable[[str], None] | None = None) -> Answer:
+    """The answer from `hits`: written by the chat model when `settings` configure one, else extractive."""
+    if not hits:
+        return Answer(question, NO_ANSWER, "none")
+    if not settings.llm_configured:
+        text = extractive_answer(vector, hits, embedder.embed_documents)
+        if on_token:
+            on_token(text)
+        return Answer(question, text, "extractive", list(hits))
+    model = ChatModel(model=settings.llm_model, base_url=settings.llm_base_url, api_key=settings.openai_api_key)
+    text, info = model.complete(build_messages(question, hits), on_token)
+    return Answer(question, text, "llm", list(hits), usage=info)

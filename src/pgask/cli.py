@@ -47,7 +47,7 @@ def handle_errors(command: Callable) -> Callable:
         except KeyboardInterrupt:
             err.print("interrupted")
             raise typer.Exit(130)
-        except (typer.Exit, typer.Abort, SystemExit):
+        except (typer.Exit, typer.Abort, SystemExit, typer.BadParameter):  # usage errors: exit 2 via Typer
             raise
         except Exception as exc:  # noqa: BLE001 - a bug or an unforeseen fault: still one line
             if os.environ.get("PGASK_DEBUG"):
@@ -307,6 +307,23 @@ def index(
         out.print(f"built {info['type']} index {info['name']} on {info['rows']} chunks ({extra}); analyzed")
 
 
+def _distribution_rows(info: dict) -> list[tuple[str, str]]:
+    """Status lines for a distributed engine: its nodes, then how each table is spread."""
+    if "workers" in info:
+        nodes = ("workers", str(info["workers"]))
+    elif "segments" in info:
+        nodes = ("segments", str(info["segments"]))
+    else:
+        return []
+    spread = []
+    for table, how in info["distribution"].items():
+        if isinstance(how, dict):  # Citus
+            how = (f"{how['type']} by {how['column']}, colocation {how['colocation_id']}, {how['shards']} shards"
+                   if how["column"] else f"{how['type']}")
+        spread.append(f"{table}: {how}")
+    return [nodes, ("tables", "; ".join(spread) or "not distributed")]
+
+
 @app.command()
 @handle_errors
 def status(as_json: bool = JsonOption):
@@ -319,6 +336,7 @@ def status(as_json: bool = JsonOption):
     rows = [
         ("database", info["database_url"] + (" (embedded)" if info["embedded"] else "")),
         ("engine", f"{info['engine']} {info['server_version']}, pgvector {info['pgvector_version']}"),
+        *_distribution_rows(info),
         ("model", f"{info['model']} ({info['dim']} dimensions)"),
         ("documents", str(info["documents"])),
         ("chunks", str(info["chunks"])),
@@ -328,6 +346,38 @@ def status(as_json: bool = JsonOption):
     ]
     for name, value in rows:
         out.print(f"[bold]{name:>10}[/bold]  {escape(value)}")
+
+
+@app.command("sql")
+@handle_errors
+def sql_api(
+    install: bool = typer.Option(False, "--install", help="Install (or refresh) the tables and SQL functions in the database."),
+    print_: bool = typer.Option(False, "--print", help="Print the whole install as one SQL script, for `psql -v ON_ERROR_STOP=1`."),
+    engine: Optional[str] = typer.Option(None, "--engine", help="With --print: postgres, citus, greenplum or cloudberry (default: the configured database's)."),
+    as_json: bool = JsonOption,
+):
+    """The SQL API in the database: match_documents (and _l2, _ip), and where the server has
+    plpython3u, get_embeddings, get_embeddings_array and ask."""
+    if install == print_:
+        raise typer.BadParameter("give exactly one of --install or --print")
+    if engine is not None and not print_:
+        raise typer.BadParameter("--engine goes with --print (--install uses the database's own engine)")
+    with knowledge_base() as kb:
+        if print_:
+            script = kb.sql_script(engine)
+            if as_json:
+                emit_json({"schema": kb.schema, "script": script})
+            else:
+                sys.stdout.write(script)
+            return
+        info = kb.install_sql()
+    if as_json:
+        emit_json(info)
+        return
+    out.print(f"installed in schema [bold]{info['schema']}[/bold] ({info['engine']}): "
+              + ", ".join(f"{info['schema']}.{name}" for name in info["functions"]))
+    for note in info["notes"]:
+        err.print(f"[yellow]note:[/yellow] {escape(note)}")
 
 
 @app.command()

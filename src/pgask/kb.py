@@ -5,6 +5,7 @@ from __future__ import annotations
 import queue
 import threading
 from contextlib import contextmanager
+from dataclasses import replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping, Sequence
@@ -17,9 +18,11 @@ from . import conversation
 from . import search as searching
 from . import usage
 from .config import Settings, load_settings
+from .db import cluster
 from .db import schema as db_schema
 from .db import store
 from .db.connect import connect, detect_engine, mask_url
+from .db.store import stable_id
 from .embed import Embedder, get_embedder
 from .errors import PgaskError
 from .ingest import uploads
@@ -124,11 +127,52 @@ class KnowledgeBase:
                 db_schema.check_model(conn, self.schema, model=emb.name, dim=emb.dim)
             elif create:
                 db_schema.create(conn, self.schema, model=emb.name, dim=emb.dim,
-                                 ts_config=self.settings.text_search_config)
+                                 ts_config=self.settings.text_search_config, engine=detect_engine(conn))
             else:
                 return False
         self._schema_ready = True
         return True
+
+    # --- the SQL API ----------------------------------------------------------------------------
+
+    def sql_script(self, engine: str | None = None) -> str:
+        """The whole install as one SQL script for `psql`: pgvector, tables, their distribution on
+        `engine` (default: the configured database's), settings, SQL and PL/Python functions. It runs
+        in one transaction and every statement is idempotent, so it can be applied again."""
+        if engine is None:
+            with self.connection() as conn:
+                engine = detect_engine(conn)
+        emb = self.embedder
+        steps = db_schema.install_script(self.schema, engine=engine, model=emb.name, dim=emb.dim,
+                                         ts_config=self.settings.text_search_config)
+        body = "\n\n".join(step.as_string(None).strip() for step in steps)
+        return (f"-- pgask: SQL install of schema {self.schema} for {engine}, "
+                f"embedding model {emb.name} ({emb.dim} dimensions)\nBEGIN;\n\n{body}\n\nCOMMIT;\n")
+
+    def install_sql(self) -> dict:
+        """Install (or refresh) the tables and the SQL API in the configured database and say what is there.
+        The PL/Python functions are installed only where the server has plpython3u; `notes` says why not."""
+        emb = self.embedder
+        notes: list[str] = []
+        with self.connection() as conn:
+            if db_schema.exists(conn, self.schema):
+                db_schema.check_model(conn, self.schema, model=emb.name, dim=emb.dim)
+            engine = detect_engine(conn)
+
+            def note(diagnostic) -> None:
+                if diagnostic.message_primary.startswith("pgask:"):
+                    notes.append(diagnostic.message_primary.removeprefix("pgask:").strip())
+
+            conn.add_notice_handler(note)
+            try:
+                db_schema.create(conn, self.schema, model=emb.name, dim=emb.dim,
+                                 ts_config=self.settings.text_search_config, engine=engine)
+            finally:
+                conn.remove_notice_handler(note)
+            functions = db_schema.functions(conn, self.schema)
+        self._schema_ready = True
+        return {"schema": self.schema, "engine": engine, "functions": functions,
+                "plpython": "ask" in functions, "notes": notes}
 
     def _require_schema(self) -> None:
         if not self._ensure_schema(create=False):
@@ -147,11 +191,12 @@ class KnowledgeBase:
         notify: Callable[[str], None] = lambda message: None,
     ) -> IngestReport:
         """Add new and changed documents under `paths`; with prune, delete those whose files are gone."""
-        job = self._ingest_job(progress, notify)
-        try:
-            return job.run([Path(p) for p in paths], include=include, exclude=exclude, prune=prune)
-        finally:
-            self._restore_indexes(notify)
+        with self._ingest_lock(notify):
+            job = self._ingest_job(progress, notify)
+            try:
+                return job.run([Path(p) for p in paths], include=include, exclude=exclude, prune=prune)
+            finally:
+                self._restore_indexes(notify)
 
     def ingest_documents(
         self,
@@ -162,11 +207,36 @@ class KnowledgeBase:
         notify: Callable[[str], None] = lambda message: None,
     ) -> IngestReport:
         """Add new and changed documents that are not files (rows, datasets), streamed; see Ingest.run_documents."""
-        job = self._ingest_job(progress, notify)
-        try:
-            return job.run_documents(documents, prune_scope=prune_scope)
-        finally:
-            self._restore_indexes(notify)
+        with self._ingest_lock(notify):
+            job = self._ingest_job(progress, notify)
+            try:
+                return job.run_documents(documents, prune_scope=prune_scope)
+            finally:
+                self._restore_indexes(notify)
+
+    @contextmanager
+    def _ingest_lock(self, notify: Callable[[str], None]) -> Iterator[None]:
+        """One ingest at a time per knowledge base, across processes and machines.
+
+        A session-level advisory lock: it is released when the holder finishes, or when its
+        connection dies with it (a killed ingest never leaves a stale lock).
+        """
+        key = stable_id(f"pgask-ingest:{self.schema}")
+        with self.connection() as conn:
+            conn.autocommit = True
+            try:
+                if not conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]:
+                    holder = conn.execute(
+                        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                        "AND ((classid::bigint << 32) | objid::bigint) = %s LIMIT 1", (key,)).fetchone()
+                    who = f" (server process {holder[0]})" if holder else ""
+                    notify(f"waiting for another ingest into this knowledge base (schema {self.schema}){who} to finish")
+                    conn.execute("SELECT pg_advisory_lock(%s)", (key,))
+                yield
+            finally:
+                if not conn.closed:
+                    conn.execute("SELECT pg_advisory_unlock_all()")
+                conn.autocommit = False
 
     def _ingest_job(self, progress: Progress | None, notify: Callable[[str], None]) -> Ingest:
         self._ensure_schema(create=True)
@@ -251,15 +321,11 @@ class KnowledgeBase:
                 conn, self.schema, vector, k=k or self.settings.top_k,
                 threshold=self.settings.threshold if threshold is None else threshold,
             )
-        if not hits:
-            return answering.Answer(question, answering.NO_ANSWER, "none", standalone_question=standalone)
-        if not self.settings.llm_configured:
-            text = answering.extractive_answer(vector, hits, self.embedder.embed_documents)
-            if on_token:
-                on_token(text)
-            return answering.Answer(question, text, "extractive", hits, standalone_question=standalone)
-        text, info = self._chat(answering.build_messages(standalone, hits), on_token)
-        return answering.Answer(question, text, "llm", hits, usage=info, standalone_question=standalone)
+        result = answering.compose(standalone, vector, hits, embedder=self.embedder, settings=self.settings,
+                                   on_token=on_token)
+        if result.mode == "llm":
+            self._record_chat(result.usage)
+        return replace(result, question=question, standalone_question=standalone)
 
     def standalone_question(self, question: str, history: Sequence[Mapping[str, str]] = ()) -> str:
         """`question` rewritten to stand on its own: by the chat model if configured, else by adding the
@@ -268,7 +334,8 @@ class KnowledgeBase:
             return question
         if not self.settings.llm_configured:
             return conversation.expand_follow_up(question, history)
-        reply, _ = self._chat(conversation.rewrite_messages(question, history))
+        reply, info = self.chat_model.complete(conversation.rewrite_messages(question, history))
+        self._record_chat(info)
         return conversation.clean_rewrite(reply, question)
 
     def ask_events(self, question: str, **options: Any) -> Iterator[tuple[str, Any]]:
@@ -297,14 +364,11 @@ class KnowledgeBase:
         s = self.settings
         return answering.ChatModel(model=s.llm_model, base_url=s.llm_base_url, api_key=s.openai_api_key)
 
-    def _chat(self, messages: list[dict], on_token: Callable[[str], None] | None = None) -> tuple[str, dict]:
-        """One call to the chat model, recorded in the usage ledger."""
-        model = self.chat_model
-        text, info = model.complete(messages, on_token)
+    def _record_chat(self, info: dict) -> None:
+        """A chat model call in the usage ledger."""
         with self.connection() as conn:
-            usage.record(conn, self.schema, kind="chat", provider=model.provider, model=info["model"],
+            usage.record(conn, self.schema, kind="chat", provider=answering.ChatModel.provider, model=info["model"],
                          tokens_in=info["tokens_in"], tokens_out=info["tokens_out"], latency_ms=info["latency_ms"])
-        return text, info
 
     # --- documents ------------------------------------------------------------------------------
 
@@ -390,6 +454,7 @@ class KnowledgeBase:
             info["home"] = str(s.home)
         with self.connection() as conn:
             info["engine"] = detect_engine(conn)
+            info.update(cluster.describe(conn, self.schema, info["engine"]))
             info["server_version"] = conn.execute("SHOW server_version").fetchone()[0]
             info["pgvector_version"] = conn.execute(
                 "SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()[0]

@@ -33,21 +33,45 @@ def read_settings(conn: psycopg.Connection, schema: str) -> dict:
     return {key: value for key, value in rows}
 
 
-def create(conn: psycopg.Connection, schema: str, *, model: str, dim: int, ts_config: str) -> None:
-    """Create the schema for this model (idempotent) and record what it was built with."""
-    conn.execute(render("schema.sql", schema, dim=dim, ts_config=ts_config))
-    conn.execute(render("functions.sql", schema))
-    upsert = sql.SQL(
-        "INSERT INTO {}.settings (key, value) VALUES (%s, %s) ON CONFLICT (key) DO NOTHING"
-    ).format(sql.Identifier(schema))
-    for key, value in {
-        "embedding": {"model": model, "dim": dim},
-        "schema_version": SCHEMA_VERSION,
-        "text_search_config": ts_config,
-    }.items():
-        conn.execute(upsert, (key, Jsonb(value)))
+ENGINES = ("postgres", "citus", "greenplum", "cloudberry")
+# engine -> the file that spreads the tables over its nodes (plain Postgres needs none)
+DISTRIBUTION = {"citus": "distribute_citus.sql", "greenplum": "distribute_greenplum.sql",
+                "cloudberry": "distribute_greenplum.sql"}
+
+
+def install_script(schema: str, *, engine: str, model: str, dim: int, ts_config: str) -> list[sql.Composed]:
+    """The whole SQL install for one engine, one rendered file per step, in the order they run:
+    pgvector and the tables, their distribution, the settings rows, the SQL functions, and the
+    PL/Python functions (which install themselves only where plpython3u is available)."""
+    if engine not in ENGINES:
+        raise PgaskError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
+    steps = [render("schema.sql", schema, dim=dim, ts_config=ts_config)]
+    if engine in DISTRIBUTION:
+        steps.append(render(DISTRIBUTION[engine], schema, schema_name=schema))
+    steps += [
+        render("settings.sql", schema, embedding=Jsonb({"model": model, "dim": dim}),
+               schema_version=Jsonb(SCHEMA_VERSION), text_search_config=Jsonb(ts_config)),
+        render("functions.sql", schema),
+        render("plpython.sql", schema, schema_name=schema),
+    ]
+    return steps
+
+
+def create(conn: psycopg.Connection, schema: str, *, model: str, dim: int, ts_config: str,
+           engine: str = "postgres") -> None:
+    """Create or complete the schema for this model (idempotent) and record what it was built with."""
+    for step in install_script(schema, engine=engine, model=model, dim=dim, ts_config=ts_config):
+        conn.execute(step)
     conn.commit()
     check_model(conn, schema, model=model, dim=dim)
+
+
+def functions(conn: psycopg.Connection, schema: str) -> list[str]:
+    """Names of the functions installed in the schema."""
+    rows = conn.execute(
+        "SELECT DISTINCT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+        "WHERE n.nspname = %s ORDER BY 1", (schema,))
+    return [name for name, in rows]
 
 
 def write_setting(conn: psycopg.Connection, schema: str, key: str, value: object) -> None:

@@ -43,6 +43,9 @@ class LocalEmbedder:
         self.backend = "torch"
         self._model = None
         self._lock = threading.Lock()
+        self._encode_lock = threading.Lock()
+        self._offsets_lock = threading.Lock()
+        self._offsets_tokenizer = None
         self._dim = _dim_from_files(self.path)
 
     @property
@@ -80,19 +83,33 @@ class LocalEmbedder:
     def max_tokens(self) -> int:
         return int(self.model.max_seq_length) - 2  # [CLS] and [SEP]
 
+    @property
+    def offsets_tokenizer(self):
+        # A tokenizer of its own: a fast tokenizer keeps padding/truncation state between calls, so
+        # the chunker (reader thread) and encode() (embedding thread) must not share one.
+        model = self.model
+        with self._lock:
+            if self._offsets_tokenizer is None:
+                import copy
+
+                self._offsets_tokenizer = copy.deepcopy(model.tokenizer)
+        return self._offsets_tokenizer
+
     def token_offsets(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
-        encoded = self.model.tokenizer(
-            list(texts), add_special_tokens=False, return_offsets_mapping=True, verbose=False
-        )
+        tokenizer = self.offsets_tokenizer
+        with self._offsets_lock:
+            encoded = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True, verbose=False)
         return [[tuple(pair) for pair in offsets] for offsets in encoded["offset_mapping"]]
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        vectors = self.model.encode(
-            list(texts), batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True,
-            show_progress_bar=False,
-        )
+        model = self.model
+        with self._encode_lock:  # one encode at a time: it uses every core already
+            vectors = model.encode(
+                list(texts), batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True,
+                show_progress_bar=False,
+            )
         return vectors.astype(np.float32, copy=False)
 
     def embed_query(self, text: str) -> np.ndarray:

@@ -1,6 +1,9 @@
 -- pgask knowledge base: documents, their chunks with vectors, settings, and the usage ledger.
--- Placeholders ({schema}, {dim}, {ts_config}) are filled with psycopg.sql, never by string formatting.
--- Every unique key includes the document id, so the same DDL distributes on Citus and Greenplum.
+-- The schema name, vector dimension and text search configuration are filled in with psycopg.sql.
+-- Every unique key includes the document id, so the same tables distribute on Citus, Greenplum and
+-- Cloudberry; distribute_<engine>.sql spreads them across the nodes after this file has run.
+
+CREATE EXTENSION IF NOT EXISTS vector;
 
 CREATE SCHEMA IF NOT EXISTS {schema};
 

@@ -1,0 +1,5 @@
+"""`python -m pgask` runs the CLI."""
+
+from .cli import app
+
+app()

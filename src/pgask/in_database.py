@@ -1,0 +1,85 @@
+"""What the PL/Python functions of plpython.sql run inside the database server.
+
+`pgask.get_embeddings(text)`, `pgask.get_embeddings_array(text)` and `pgask.ask(question)` call
+these with PL/Python's `plpy` (queries in the caller's own session and transaction, so no
+connection URL or password is needed) and `GD` (a dictionary that lives as long as the database
+backend, where the embedder is kept so each backend loads its model once). Settings come from
+the server process's environment and from a pgask.toml in its working folder (the data
+directory), as for any pgask process; the embedding model is the one the knowledge base in this
+database was built with.
+"""
+
+from __future__ import annotations
+
+import json
+
+from .answer import compose
+from .config import load_settings
+from .embed import Embedder, get_embedder
+from .errors import PgaskError
+from .search import Hit
+
+# The chunks nearest $1, best first, as pgask search returns them (cosine distance).
+NEAREST = """SELECT n.document_id, n.id, d.source, d.title, n.heading, n.content, 1 - n.distance AS similarity
+FROM (SELECT document_id, id, heading, content, embedding <=> $1 AS distance
+      FROM {s}.chunks ORDER BY embedding <=> $1 LIMIT $2) n
+JOIN {s}.documents d ON d.id = n.document_id
+ORDER BY n.distance, n.document_id, n.id"""
+
+
+def _built_with(plpy, schema: str) -> str | None:
+    """The embedding model of the knowledge base in `schema`, or None where this database has none."""
+    table = f"{plpy.quote_ident(schema)}.settings"
+    if plpy.execute(f"SELECT to_regclass({plpy.quote_literal(table)}) IS NULL AS missing")[0]["missing"]:
+        return None
+    rows = plpy.execute(f"SELECT value->>'model' AS model FROM {table} WHERE key = 'embedding'")
+    return rows[0]["model"] if rows else None
+
+
+def _embedder(GD: dict, model: str | None) -> Embedder:
+    settings = load_settings()
+    name = model or settings.embed_model
+    cache = GD.setdefault("pgask", {})
+    if ("embedder", name) not in cache:
+        cache[("embedder", name)] = get_embedder(name, backend=settings.embed_backend,
+                                                 base_url=settings.embed_base_url, api_key=settings.openai_api_key)
+    return cache[("embedder", name)]
+
+
+def embedding(plpy, GD: dict, schema: str, text: str) -> list[float]:
+    """The vector of `text` by the knowledge base's model (the configured one where there is no knowledge base)."""
+    try:
+        vector = _embedder(GD, _built_with(plpy, schema)).embed_query(text)
+    except PgaskError as exc:
+        plpy.error(str(exc))
+    return [float(x) for x in vector]
+
+
+def vector_literal(values: list[float]) -> str:
+    """pgvector's text form; PL/Python hands a scalar result to the type's input function as text."""
+    return "[" + ",".join(repr(x) for x in values) + "]"
+
+
+def ask(plpy, GD: dict, schema: str, question: str) -> list[tuple[str, str, str]]:
+    """One row (answer, mode, sources as JSON) answering `question` from this database's knowledge base."""
+    try:
+        model = _built_with(plpy, schema)
+        if model is None:
+            raise PgaskError(f"this database has no pgask knowledge base in schema {schema}: "
+                             "run `pgask ingest PATH` with PGASK_DATABASE_URL pointing at it first")
+        if not question.strip():
+            raise PgaskError("the question is empty")
+        settings = load_settings()
+        embedder = _embedder(GD, model)
+        vector = embedder.embed_query(question)
+        cache = GD.setdefault("pgask", {})
+        if ("nearest", schema) not in cache:
+            cache[("nearest", schema)] = plpy.prepare(NEAREST.format(s=plpy.quote_ident(schema)), ["vector", "integer"])
+        rows = plpy.execute(cache[("nearest", schema)], [vector_literal([float(x) for x in vector]), settings.top_k])
+        hits = [Hit(r["document_id"], r["id"], r["source"], r["title"], r["heading"], r["content"], r["similarity"])
+                for r in rows]
+        hits = [h for h in hits if h.similarity >= settings.threshold]
+        result = compose(question, vector, hits, embedder=embedder, settings=settings)
+    except PgaskError as exc:
+        plpy.error(str(exc))
+    return [(result.answer, result.mode, json.dumps(result.as_dict()["sources"]))]
