@@ -67,8 +67,21 @@ def make_pdf(path: Path, title: str, paragraphs: list[str]) -> Path:
 
 @pytest.fixture
 def corpus(tmp_path) -> Path:
+    return make_corpus(tmp_path / "corpus")
+
+
+@pytest.fixture(scope="module")
+def shared_kb(home, tmp_path_factory, request):
+    """The corpus ingested once for the read-only tests of one module, in a schema of the module's own."""
+    schema = "m_" + request.module.__name__.rsplit(".", 1)[-1]
+    with KnowledgeBase(Settings(home=home, schema=schema)) as kb:
+        kb.init(reset=True)
+        kb.ingest([make_corpus(tmp_path_factory.mktemp("corpus"))])
+        yield kb
+
+
+def make_corpus(root: Path) -> Path:
     """A small mixed corpus: markdown with nested headings, HTML, plain text and a PDF."""
-    root = tmp_path / "corpus"
     write(root / "garden.md", """
         ---
         title: The Gardener's Handbook

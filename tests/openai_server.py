@@ -1,5 +1,5 @@
 """Helpers that make pytest-httpserver speak the OpenAI protocols: chat completions (SSE
-streaming) and embeddings."""
+streaming) and embeddings; and a reader of Server-Sent Events."""
 
 from __future__ import annotations
 
@@ -96,3 +96,12 @@ class EmbeddingsServer:
         usage = {"prompt_tokens": record["prompt_tokens"], "total_tokens": record["prompt_tokens"]}
         return Response(json.dumps({"object": "list", "data": data, "model": body["model"], "usage": usage}),
                         status=200, headers={"Content-Type": "application/json"})
+
+
+def sse_events(text: str) -> list[tuple[str | None, str]]:
+    """(event name or None, data) of each event in a text/event-stream body; comments skipped."""
+    events = []
+    for block in text.strip().split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.splitlines() if not line.startswith(":"))
+        events.append((fields.get("event"), fields.get("data")))
+    return events

@@ -15,8 +15,8 @@ from .openai_server import sse_chat
 def run(cli_env):
     runner = CliRunner()
 
-    def invoke(*args, env=None):
-        return runner.invoke(app, list(args), env={**cli_env, **(env or {})})
+    def invoke(*args, env=None, input=None):
+        return runner.invoke(app, list(args), env={**cli_env, **(env or {})}, input=input)
 
     return invoke
 
@@ -79,6 +79,40 @@ def test_ask_streams_llm_tokens(run, ingested, httpserver):
     assert result.exit_code == 0, result.output
     assert "Deeply, twice weekly [1]." in result.stdout
     assert "Sources" in result.stdout
+
+
+CONVERSATION = "How do I care for my bicycle chain?\nWhich product should I use for it?\n/new\nWhich product should I use for it?\n"
+
+
+def test_chat_json_keeps_the_conversation_until_new(run, ingested):
+    result = run("chat", "--json", input=CONVERSATION)
+    assert result.exit_code == 0, result.output
+    first, follow_up, fresh = json.loads(result.stdout)["turns"]
+    assert first["sources"][0]["source"].endswith("bicycle.html")
+    assert follow_up["standalone_question"] == "Which product should I use for it? (care bicycle chain)"
+    assert "degreaser" in follow_up["answer"]
+    assert fresh["standalone_question"] == fresh["question"] and fresh["mode"] == "none"
+
+
+def test_chat_shows_the_rewritten_question_and_sources(run, ingested):
+    result = run("chat", input=CONVERSATION + "\n   \n/quit\nnever asked\n")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count("↪ searching for: Which product should I use for it? (care bicycle chain)") == 1
+    assert "degreaser" in result.stdout and "bicycle.html › Bicycle Maintenance > Chain care" in result.stdout
+    assert "The documents do not answer this question." in result.stdout
+    assert "never asked" not in result.stdout and "new conversation" in result.stderr
+
+
+def test_chat_reports_a_failing_turn_and_goes_on(run):
+    result = run("chat", "--json", input="How often should tomato plants be watered?\n")
+    assert result.exit_code == 0
+    assert json.loads(result.stdout)["turns"][0]["error"].startswith("the knowledge base is empty")
+    assert "Error: the knowledge base is empty" in result.stderr
+
+
+def test_serve_refuses_other_than_loopback_without_a_token(run):
+    line = one_line_error(run("serve", "--host", "0.0.0.0", "--port", "8765", env={"PGASK_API_TOKEN": ""}))
+    assert "refusing to listen on 0.0.0.0 without PGASK_API_TOKEN" in line
 
 
 def test_index_and_status(run, ingested):

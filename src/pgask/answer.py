@@ -32,10 +32,12 @@ class Answer:
     mode: str  # "llm" | "extractive" | "none"
     sources: list[Hit] = field(default_factory=list)
     usage: dict | None = None  # tokens and model of an LLM answer
+    standalone_question: str | None = None  # what was searched for: the question, or a follow-up made standalone
 
     def as_dict(self) -> dict:
         out = {
             "question": self.question,
+            "standalone_question": self.standalone_question or self.question,
             "answer": self.answer,
             "mode": self.mode,
             "sources": [dict(h.as_dict(), n=n) for n, h in enumerate(self.sources, 1)],

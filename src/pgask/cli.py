@@ -6,6 +6,7 @@ and nothing else (progress and notes go to stderr).
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import os
@@ -202,31 +203,99 @@ def _print_sources(result) -> None:
             out.print(f"  [{n}] {escape(where)} [dim]({hit.similarity:.2f})[/dim]")
 
 
+EXTRACTIVE_NOTE = ("[dim]extractive answer: no language model configured "
+                   "(set OPENAI_API_KEY or PGASK_LLM_BASE_URL for written answers)[/dim]")
+
+
+def _print_answer(result, streamed: bool, *, note_extractive: bool = True) -> None:
+    """The rest of an answer once its tokens (if streamed) are out: the text if not streamed, then the sources."""
+    if streamed:
+        out.print()
+    else:
+        if result.mode == "extractive" and note_extractive:
+            out.print(EXTRACTIVE_NOTE)
+        out.print(escape(result.answer))
+    _print_sources(result)
+
+
+KOption = typer.Option(5, "-k", "--k", min=1, max=100, help="How many passages to answer from.")
+ThresholdOption = typer.Option(None, "--threshold",
+                               help="Minimum cosine similarity of a passage (default 0.3, PGASK_THRESHOLD).")
+
+
 @app.command()
 @handle_errors
 def ask(
     question: str = typer.Argument(..., help="A question about your documents."),
-    k: int = typer.Option(5, "-k", "--k", min=1, max=100, help="How many passages to answer from."),
-    threshold: Optional[float] = typer.Option(None, "--threshold", help="Minimum cosine similarity of a passage (default 0.3, PGASK_THRESHOLD)."),
+    k: int = KOption,
+    threshold: Optional[float] = ThresholdOption,
     as_json: bool = JsonOption,
 ):
-    """Answer QUESTION from the documents, citing them as [n]."""
+    r"""Answer QUESTION from the documents, citing them as \[n]."""
     with knowledge_base() as kb:
         streamed = not as_json and kb.settings.llm_configured
         on_token = (lambda t: out.print(escape(t), end="")) if streamed else None
         result = kb.ask(question, k=k, threshold=threshold, on_token=on_token)
     if as_json:
         emit_json(result.as_dict())
-        return
-    if streamed:
-        out.print()
-    elif result.mode == "extractive":
-        out.print("[dim]extractive answer: no language model configured "
-                  "(set OPENAI_API_KEY or PGASK_LLM_BASE_URL for written answers)[/dim]")
-        out.print(escape(result.answer))
     else:
-        out.print(escape(result.answer))
-    _print_sources(result)
+        _print_answer(result, streamed)
+
+
+@app.command()
+@handle_errors
+def chat(
+    k: int = KOption,
+    threshold: Optional[float] = ThresholdOption,
+    as_json: bool = JsonOption,
+):
+    """Ask questions one after another; follow-ups ("and for Hadoop?") are understood from the conversation.
+
+    Reads one question per line until end of input. /new starts a new conversation, /quit leaves.
+    With --json, prints {"turns": [...]} at the end.
+    """
+    prompt = err if as_json or not sys.stdin.isatty() else out
+    turns: list[dict] = []
+    history: list[dict] = []
+    with knowledge_base() as kb:
+        streamed = not as_json and kb.settings.llm_configured
+        if not as_json:
+            err.print("[dim]Ask about your documents. /new starts a new conversation; /quit or Ctrl-D leaves.[/dim]")
+            if not kb.settings.llm_configured:
+                err.print(EXTRACTIVE_NOTE.replace("extractive answer", "extractive answers"))
+        while True:
+            try:
+                question = prompt.input("[bold cyan]you›[/bold cyan] ").strip()
+            except EOFError:
+                break
+            if question in ("/quit", "/exit"):
+                break
+            if question == "/new":
+                history.clear()
+                err.print("[dim]new conversation[/dim]")
+                continue
+            if not question:
+                continue
+
+            def show_question(standalone: str, asked: str = question) -> None:
+                if standalone != asked and not as_json:
+                    out.print(f"[dim]↪ searching for: {escape(standalone)}[/dim]")
+
+            on_token = (lambda t: out.print(escape(t), end="")) if streamed else None
+            try:
+                result = kb.ask(question, history=history, k=k, threshold=threshold, on_token=on_token,
+                                on_question=show_question)
+            except PgaskError as exc:  # one bad turn does not end the conversation
+                err.print(f"[red]Error:[/red] {escape(str(exc))}")
+                turns.append({"question": question, "error": str(exc)})
+                continue
+            turns.append(result.as_dict())
+            history += [{"role": "user", "content": question}, {"role": "assistant", "content": result.answer}]
+            if not as_json:
+                _print_answer(result, streamed, note_extractive=False)
+                out.print()
+    if as_json:
+        emit_json({"turns": turns})
 
 
 @app.command()
@@ -357,6 +426,60 @@ def sql_api(
               + ", ".join(f"{info['schema']}.{name}" for name in info["functions"]))
     for note in info["notes"]:
         err.print(f"[yellow]note:[/yellow] {escape(note)}")
+
+
+@app.command()
+@handle_errors
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on; other than loopback needs PGASK_API_TOKEN."),
+    port: int = typer.Option(8000, "--port", min=1, max=65535, help="Port to listen on."),
+    as_json: bool = JsonOption,
+):
+    """Serve the HTTP API (search, ask, documents, OpenAI-compatible chat) until interrupted; OpenAPI at /docs."""
+    import uvicorn
+
+    from .api import check_bind, create_app
+
+    with knowledge_base() as kb:
+        check_bind(host, kb.settings.api_token)
+        kb.health()  # a bad database URL or model fails here, in one line, not on the first request
+        url = f"http://{host}:{port}"
+        if as_json:
+            emit_json({"url": url, "docs": f"{url}/docs", "auth": kb.settings.api_token is not None})
+        else:
+            err.print(f"pgask API on {url} (OpenAPI at {url}/docs)"
+                      + ("; bearer token required" if kb.settings.api_token else ""))
+        logging = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+        logging["handlers"]["access"]["stream"] = "ext://sys.stderr"  # stdout is for --json
+        uvicorn.run(create_app(kb), host=host, port=port, log_config=logging)
+
+
+@app.command()
+@handle_errors
+def ui(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
+    port: int = typer.Option(8501, "--port", min=1, max=65535, help="Port to listen on."),
+    as_json: bool = JsonOption,
+):
+    """Serve the chat UI (Streamlit): streamed answers, their sources, follow-up questions."""
+    from .api import is_loopback
+
+    script = Path(__file__).with_name("ui") / "app.py"
+    url = f"http://{host}:{port}"
+    if as_json:
+        emit_json({"url": url})
+    else:
+        err.print(f"pgask chat UI on {url}")
+    if not is_loopback(host):
+        err.print(f"[yellow]warning:[/yellow] the chat UI has no login: anyone who can reach {host} can ask questions")
+    command = [sys.executable, "-m", "streamlit", "run", str(script), "--server.address", host,
+               "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
+               "--client.toolbarMode", "viewer"]
+    sys.stdout.flush()
+    if as_json:  # Streamlit talks on stdout, which belongs to the one JSON document
+        os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    # Streamlit takes this process over, so that signals (Ctrl-C, a service manager's stop) reach it
+    os.execv(sys.executable, command)
 
 
 def main() -> None:  # pragma: no cover - console entry point alternative

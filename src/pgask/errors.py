@@ -7,3 +7,7 @@ class PgaskError(Exception):
 
 class ModelMismatch(PgaskError):
     """The knowledge base was built with another embedding model."""
+
+
+class ModelAPIError(PgaskError):
+    """A model API (chat or embeddings) failed or refused the request: not the caller's input."""

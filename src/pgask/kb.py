@@ -2,28 +2,34 @@
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import date
+from functools import cached_property
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 import psycopg
 from psycopg import sql
 
 from . import answer as answering
+from . import conversation
 from . import search as searching
 from .config import Settings, load_settings
 from .db import cluster, query_cache
 from .db import schema as db_schema
+from .db import store
 from .db.connect import connect, detect_engine, mask_url
 from .db.store import stable_id
 from .embed import Embedder, configured_embedder, is_remote
 from .errors import PgaskError
+from .ingest import uploads
 from .ingest.loaders import Document
-from .ingest.pipeline import Ingest, IngestReport, NoProgress, Progress
+from .ingest.pipeline import Ingest, IngestReport, NoProgress, Progress, source_of
 from .search import Hit
 from .usage import Budget, Call, Ledger, Prices, sum_calls, summarise, summary_of
 
@@ -52,6 +58,7 @@ class KnowledgeBase:
         self.remote = is_remote(self.settings.embed_model, self.settings.embed_base_url)
         self._embedder: Embedder | None = None
         self._ledger: Ledger | None = None
+        self._model_ready = False
 
     # --- connections ---------------------------------------------------------------------------
 
@@ -387,31 +394,139 @@ class KnowledgeBase:
             return searching.vector_search(conn, self.schema, vector, k=k or self.settings.top_k, metric=metric,
                                            threshold=threshold)
 
-    def ask(self, question: str, *, k: int | None = None, threshold: float | None = None,
-            on_token: Callable[[str], None] | None = None) -> answering.Answer:
+    def ask(
+        self,
+        question: str,
+        *,
+        history: Sequence[Mapping[str, str]] = (),
+        k: int | None = None,
+        threshold: float | None = None,
+        on_token: Callable[[str], None] | None = None,
+        on_question: Callable[[str], None] | None = None,
+    ) -> answering.Answer:
         """A cited answer: by the chat model when one is configured, else extractive.
 
-        Its `usage` holds the tokens and cost of the model calls made for it.
+        With `history` (earlier {"role", "content"} messages) a follow-up question is first made
+        standalone; `on_question` is told the question that is searched for, before the search.
         """
         self._require_schema()
         if not question or not question.strip():
             raise PgaskError("the question is empty")
         calls: list[Call] = []
-        vector = self._embed_query(question, calls)
+        standalone = self.standalone_question(question, history, calls)
+        if on_question:
+            on_question(standalone)
+        vector = self._embed_query(standalone, calls)
         with self.connection() as conn:
             hits = searching.vector_search(
                 conn, self.schema, vector, k=k or self.settings.top_k,
                 threshold=self.settings.threshold if threshold is None else threshold,
             )
-        result = answering.compose(question, vector, hits, embed=lambda texts: self._embed_texts(texts, calls),
+        result = answering.compose(standalone, vector, hits, embed=lambda texts: self._embed_texts(texts, calls),
                                    settings=self.settings, on_token=on_token)
         if result.mode == "llm":
-            info = result.usage
-            calls.append(self.ledger.record(Call(kind="chat", provider=answering.ChatModel.provider, model=info["model"],
-                                                 tokens_in=info["tokens_in"], tokens_out=info["tokens_out"],
-                                                 latency_ms=info["latency_ms"])))
+            calls.append(self._record_chat(result.usage))
         result.usage = dict(result.usage or {}, **sum_calls(calls))
-        return result
+        return replace(result, question=question, standalone_question=standalone)
+
+    def standalone_question(self, question: str, history: Sequence[Mapping[str, str]] = (),
+                            calls: list[Call] | None = None) -> str:
+        """`question` rewritten to stand on its own: by the chat model if configured, else by adding the
+        conversation's key terms to a follow-up. Unchanged without history."""
+        if not conversation.user_questions(history):
+            return question
+        if not self.settings.llm_configured:
+            return conversation.expand_follow_up(question, history)
+        reply, info = self.chat_model.complete(conversation.rewrite_messages(question, history))
+        call = self._record_chat(info)
+        if calls is not None:
+            calls.append(call)
+        return conversation.clean_rewrite(reply, question)
+
+    def ask_events(self, question: str, **options: Any) -> Iterator[tuple[str, Any]]:
+        """`ask` as a stream for front-ends: ("question", standalone question), ("token", text)...,
+        then ("answer", Answer). The work runs on its own thread; its error is raised here."""
+        events: queue.Queue = queue.Queue()
+
+        def work() -> None:
+            try:
+                events.put(("answer", self.ask(question, on_question=lambda q: events.put(("question", q)),
+                                               on_token=lambda t: events.put(("token", t)), **options)))
+            except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+                events.put(("error", exc))
+
+        threading.Thread(target=work, name="pgask-ask", daemon=True).start()
+        while True:
+            kind, value = events.get()
+            if kind == "error":
+                raise value
+            yield kind, value
+            if kind == "answer":
+                return
+
+    @cached_property
+    def chat_model(self) -> answering.ChatModel:
+        s = self.settings
+        return answering.ChatModel(model=s.llm_model, base_url=s.llm_base_url, api_key=s.openai_api_key)
+
+    def _record_chat(self, info: dict) -> Call:
+        """A chat model call in the usage ledger."""
+        return self.ledger.record(Call(kind="chat", provider=answering.ChatModel.provider, model=info["model"],
+                                       tokens_in=info["tokens_in"], tokens_out=info["tokens_out"],
+                                       latency_ms=info["latency_ms"]))
+
+    # --- documents ------------------------------------------------------------------------------
+
+    def list_documents(self, *, limit: int = 50, offset: int = 0) -> dict:
+        """One page of the stored documents, ordered by source, and how many there are in all."""
+        if not self._ensure_schema(create=False):
+            return {"total": 0, "limit": limit, "offset": offset, "documents": []}
+        with self.connection() as conn:
+            total, documents = store.list_documents(conn, self.schema, limit=limit, offset=offset)
+        return {"total": total, "limit": limit, "offset": offset, "documents": documents}
+
+    def delete_document(self, document_id: int) -> str | None:
+        """Delete one document and its chunks (and its file, if it was uploaded); its source, or None if unknown."""
+        if not self._ensure_schema(create=False):
+            return None
+        with self.connection() as conn:
+            deleted = store.delete_by_id(conn, self.schema, [document_id])
+        if not deleted:
+            return None
+        path = Path(deleted[0])
+        if path.parent == self.uploads_folder:
+            path.unlink(missing_ok=True)
+        return deleted[0]
+
+    @property
+    def uploads_folder(self) -> Path:
+        return Path(source_of(self.settings.home / "uploads"))
+
+    def add_upload(self, filename: str, stream: BinaryIO) -> dict:
+        """Save a file sent by a client under PGASK_HOME/uploads (its name made safe) and ingest it.
+
+        A second upload of the same name replaces the first. Returns the stored document and
+        whether it was "added", "updated" or "unchanged".
+        """
+        path = uploads.save(self.uploads_folder, filename, stream, max_bytes=self.settings.max_file_mb * 1_000_000)
+        report = self.ingest([path])
+        if report.failed:
+            path.unlink(missing_ok=True)
+            raise PgaskError(report.failed[0]["error"])
+        with self.connection() as conn:
+            document = store.get_document(conn, self.schema, store.document_id(source_of(path)))
+        status = "added" if report.added else "updated" if report.updated else "unchanged"
+        return {"status": status, **document}
+
+    def health(self) -> dict:
+        """The database answers and the embedding model works (loaded by the first check); raises otherwise."""
+        with self.pool.connection(timeout=10) as conn:
+            conn.execute("SELECT 1")
+        emb = self.embedder
+        if not self._model_ready:
+            emb.embed_query("ready")
+            self._model_ready = True
+        return {"database": "ok", "model": emb.name, "dim": emb.dim}
 
     def usage(self, since: date | None = None) -> dict:
         """Model calls, tokens and cost by day, kind, provider and model (see usage.summarise)."""

@@ -90,14 +90,42 @@ def replace_document(
 
 
 def delete_documents(conn: psycopg.Connection, schema: str, sources: Iterable[str]) -> int:
-    ids = [document_id(s) for s in sources]
+    return len(delete_by_id(conn, schema, [document_id(s) for s in sources]))
+
+
+def delete_by_id(conn: psycopg.Connection, schema: str, ids: Sequence[int]) -> list[str]:
+    """Delete documents and their chunks; the sources of those that existed."""
     if not ids:
-        return 0
+        return []
     s = sql.Identifier(schema)
     with conn.transaction():
-        conn.execute(sql.SQL("DELETE FROM {}.chunks WHERE document_id = ANY(%s)").format(s), (ids,))
-        cur = conn.execute(sql.SQL("DELETE FROM {}.documents WHERE id = ANY(%s)").format(s), (ids,))
-    return cur.rowcount
+        conn.execute(sql.SQL("DELETE FROM {}.chunks WHERE document_id = ANY(%s)").format(s), (list(ids),))
+        rows = conn.execute(sql.SQL("DELETE FROM {}.documents WHERE id = ANY(%s) RETURNING source").format(s),
+                            (list(ids),)).fetchall()
+    return [row[0] for row in rows]
+
+
+DOCUMENT_COLUMNS = ("id", "source", "title", "chunks", "metadata", "updated_at")
+SELECT_DOCUMENTS = "SELECT id, source, title, chunk_count, metadata, updated_at FROM {}.documents "
+
+
+def list_documents(conn: psycopg.Connection, schema: str, *, limit: int, offset: int) -> tuple[int, list[dict]]:
+    """(how many documents are stored, one page of them ordered by source)."""
+    s = sql.Identifier(schema)
+    total = conn.execute(sql.SQL("SELECT count(*) FROM {}.documents").format(s)).fetchone()[0]
+    rows = conn.execute(
+        sql.SQL(SELECT_DOCUMENTS + "ORDER BY source, id LIMIT %s OFFSET %s").format(s),
+        (limit, offset),
+    ).fetchall()
+    return total, [dict(zip(DOCUMENT_COLUMNS, row)) for row in rows]
+
+
+def get_document(conn: psycopg.Connection, schema: str, doc_id: int) -> dict | None:
+    row = conn.execute(
+        sql.SQL(SELECT_DOCUMENTS + "WHERE id = %s").format(sql.Identifier(schema)),
+        (doc_id,),
+    ).fetchone()
+    return dict(zip(DOCUMENT_COLUMNS, row)) if row else None
 
 
 def sources_under(conn: psycopg.Connection, schema: str, prefixes: Sequence[str]) -> list[str]:

@@ -1,0 +1,1 @@
+"""The chat UI: `pgask ui` runs app.py with Streamlit."""
