@@ -208,6 +208,8 @@ def test_watch_queues_changes_of_another_connection_and_sync_applies_only_those(
 
     idle, = kb.sync()
     assert (idle.changes, idle.report.added, idle.report.updated, idle.report.deleted) == (0, 0, 0, 0)
+    whole, = kb.sync(full=True)
+    assert (whole.mode, whole.report.unchanged, whole.report.chunks) == ("read", 40, 0)
 
     execute(kb.url, f"TRUNCATE {table}",
             f"INSERT INTO {table} (id, subject, body, status) VALUES (1, 'Lift', 'The lift is stuck on floor two.', 'open')")

@@ -10,6 +10,7 @@ change queue lives next to the table, in the schema named like the knowledge bas
 from __future__ import annotations
 
 from contextlib import contextmanager
+from datetime import datetime
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable, Iterator, Sequence
 
@@ -38,7 +39,7 @@ class TableSource:
     spec: TableSpec  # spec.table is the quoted SQL name
     source_url: str | None  # password masked; None: the knowledge base's database
     watching: bool = False
-    last_sync: object = None  # datetime of the last ingest or sync
+    last_sync: datetime | None = None  # of the last ingest or sync
     last_report: dict | None = None
 
 
@@ -166,7 +167,7 @@ def pending_changes(conn: psycopg.Connection, queue_schema: str, table: Table) -
 # --- ingest and sync ---------------------------------------------------------------------------
 
 
-Ingest = Callable[..., IngestReport]  # (documents, prune_scope=()) -> report: KnowledgeBase.ingest_documents
+IngestDocuments = Callable[..., IngestReport]  # (documents, prune_scope=()) -> report: KnowledgeBase.ingest_documents
 
 
 @dataclass
@@ -176,7 +177,7 @@ class TableSync:
     schema: str  # the knowledge base's schema; also the schema of the change queue
     url: str  # the knowledge base's database
     kb_connection: Callable  # () -> context manager yielding a connection to the knowledge base
-    ingest: Ingest
+    ingest: IngestDocuments
     source_urls: Sequence[str] = ()  # full URLs offered for sources in other databases (--source-url, env)
     notify: Callable[[str], None] = lambda message: None
     batch_rows: int = 1000  # queued changes re-read at once
