@@ -142,6 +142,20 @@ def test_cli_search_and_status_name_the_table_and_row(helpdesk, cli_env):
     assert f"{table}: 300 rows, not watched, last sync" in status
 
 
+def test_http_search_and_chat_cite_the_row(helpdesk):
+    from fastapi.testclient import TestClient
+
+    from pgask.api import create_app
+
+    kb, table, _ = helpdesk
+    client = TestClient(create_app(kb))
+    first = client.post("/v1/search", json={"query": "espresso machine leaking", "k": 1}).json()["results"][0]
+    assert (first["source"], first["metadata"]["table"], first["metadata"]["row_id"]) == (f"table:{table}/4211", table, "4211")
+    reply = client.post("/v1/chat/completions", json={"model": "pgask", "messages": [
+        {"role": "user", "content": "Where is water leaking when milk is steamed?"}]}).json()
+    assert f"[1] {table} #4211" in reply["choices"][0]["message"]["content"]
+
+
 def test_unchanged_rerun_embeds_nothing(helpdesk):
     kb, table, _ = helpdesk
     again = kb.ingest_table(table)  # the remembered definition

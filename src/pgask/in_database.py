@@ -78,7 +78,7 @@ def ask(plpy, GD: dict, schema: str, question: str) -> list[tuple[str, str, str]
             cache[("nearest", schema)] = plpy.prepare(NEAREST.format(s=plpy.quote_ident(schema)), ["vector", "integer"])
         rows = plpy.execute(cache[("nearest", schema)], [vector_literal([float(x) for x in vector]), settings.top_k])
         hits = [Hit(r["document_id"], r["id"], r["source"], r["title"], r["heading"], r["content"], r["similarity"],
-                    json.loads(r["metadata"])) for r in rows]
+                    metadata=json.loads(r["metadata"])) for r in rows]
         hits = [h for h in hits if h.similarity >= settings.threshold]
         result = compose(question, vector, hits, embed=embedder.embed_documents, settings=settings)
     except PgaskError as exc:

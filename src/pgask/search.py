@@ -34,7 +34,8 @@ class Hit:
     heading: str
     content: str
     similarity: float  # cosine similarity (stored vectors are unit length, so every metric maps to it)
-    metadata: dict = field(default_factory=dict)
+    # keyword-only, so that subclasses (api.Source) may add fields without defaults
+    metadata: dict = field(default_factory=dict, kw_only=True)
 
     @property
     def table_row(self) -> str | None:
@@ -86,7 +87,7 @@ def vector_search(
         conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(max(40, 2 * k))))
         conn.execute("SET LOCAL ivfflat.probes = 10")
         rows = conn.execute(query, {"q": np.asarray(embedding, dtype=np.float32), "k": k}).fetchall()
-    hits = [Hit(r[0], r[1], r[2], r[3], r[4], r[5], similarity(metric, float(r[6])), r[7]) for r in rows]
+    hits = [Hit(r[0], r[1], r[2], r[3], r[4], r[5], similarity(metric, float(r[6])), metadata=r[7]) for r in rows]
     if threshold is not None:
         hits = [h for h in hits if h.similarity >= threshold]
     return hits
