@@ -27,6 +27,8 @@ from pgask.ingest.pipeline import document_hash, signature
 from pgask.ingest.tables import TableSpec, read_documents, row_reader
 from pgask.kb import KnowledgeBase
 
+from .test_remote import remote_kb, serve  # noqa: F401 - fixture
+
 DEVICES = ["printer", "laptop", "monitor", "keyboard", "docking station", "phone", "projector", "scanner",
            "router", "headset", "webcam", "tablet"]
 PROBLEMS = ["does not turn on after the weekend", "shows a blue screen at start-up", "is very slow since the update",
@@ -280,6 +282,28 @@ def test_source_in_another_database_never_stores_its_password(kb, schema, settin
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT to_regnamespace(%s)", (kb.schema,)).fetchone()[0] is None
     assert_matches_table(kb, TableSpec(table, "id", ("body",)), url)
+
+
+def test_a_spent_budget_leaves_unembedded_changes_queued(settings, serve, schema):
+    """With an embeddings API and a budget, rows the budget did not cover stay in the queue."""
+    api = serve(1536)
+    with remote_kb(settings, api) as kb:
+        table = make_source(kb.url, f"src_{schema}", 3)
+        kb.ingest_table(table, id_column="id", text_columns=["body"], watch=True)
+        execute(kb.url, f"UPDATE {table} SET body = 'The laptop hinge broke.' WHERE id = 1",
+                f"INSERT INTO {table} (id, subject, body, status) VALUES (9, 'Lamp', 'The desk lamp flickers.', 'open')")
+        before = stored(kb, table)
+    with remote_kb(settings, api, max_cost_usd=0.0) as broke:
+        stopped, = broke.sync()
+        assert (stopped.changes, stopped.report.added, stopped.report.updated) == (0, 0, 0)
+        assert sorted(stopped.report.remaining) == [f"table:{table}/1", f"table:{table}/9"]
+        assert broke.status()["table_sources"][0]["pending"] == 2
+        assert stored(broke, table) == before
+    with remote_kb(settings, api) as kb:
+        resumed, = kb.sync()
+        assert (resumed.changes, resumed.report.added, resumed.report.updated) == (2, 1, 1)
+        assert kb.status()["table_sources"][0]["pending"] == 0
+        assert_matches_table(kb, TableSpec(table, "id", ("body",)))
 
 
 # --- refusals --------------------------------------------------------------------------------------------

@@ -319,16 +319,22 @@ class TableSync:
                         break
                     if full or any(row_id is None for _, row_id in entries):
                         result.mode = "read"
-                        result.report.add(self.ingest(read_documents(conn, reader, snapshot=snapshot),
-                                                      prune_scope=[table.prefix]))
-                        # repeatable read: deletes exactly the entries the snapshot saw, which the read covered
-                        result.changes += q.execute(sql.SQL("DELETE FROM {} WHERE relid = %s").format(queue),
-                                                    (table.oid,)).rowcount
+                        read = self.ingest(read_documents(conn, reader, snapshot=snapshot), prune_scope=[table.prefix])
+                        result.report.add(read)
+                        if not read.remaining:  # a spent budget keeps the entries, so the next sync reads again
+                            # repeatable read: deletes exactly the entries the snapshot saw, which the read covered
+                            result.changes += q.execute(sql.SQL("DELETE FROM {} WHERE relid = %s").format(queue),
+                                                        (table.oid,)).rowcount
                         break
                     ids = sorted({row_id for _, row_id in entries})
-                    result.report.add(self._apply(conn, reader, ids, snapshot))
-                    q.execute(sql.SQL("DELETE FROM {} WHERE seq = ANY(%s)").format(queue), ([s for s, _ in entries],))
-                    result.changes += len(entries)
+                    batch = self._apply(conn, reader, ids, snapshot)
+                    result.report.add(batch)
+                    left = set(batch.remaining)  # rows a spent budget left unstored stay queued
+                    done = [seq for seq, row_id in entries if reader.source(row_id) not in left]
+                    q.execute(sql.SQL("DELETE FROM {} WHERE seq = ANY(%s)").format(queue), (done,))
+                    result.changes += len(done)
+                    if left:
+                        break
         return result
 
     def _apply(self, conn: psycopg.Connection, reader: RowReader, ids: list[str], snapshot: str) -> IngestReport:
