@@ -55,7 +55,8 @@ def _quote(text: str) -> str:
 def format_sources(hits: Sequence[Hit]) -> str:
     blocks = []
     for n, hit in enumerate(hits, 1):
-        label = _quote(hit.heading or hit.title).replace('"', "'")
+        # a table row is cited by its table and id ("support.tickets #4211"), then its section
+        label = _quote(" > ".join(filter(None, (hit.table_row, hit.heading or hit.title)))).replace('"', "'")
         blocks.append(f'<source id="{n}" section="{label}">\n{_quote(hit.content)}\n</source>')
     return "\n\n".join(blocks)
 

@@ -42,6 +42,7 @@ def _default_home() -> Path:
 class Settings:
     home: Path = field(default_factory=_default_home)
     database_url: str | None = None  # None: the embedded Postgres under home
+    source_url: str | None = None  # database of table sources (pgask ingest --table); None: database_url
     schema: str = "pgask"
     embed_model: str = DEFAULT_MODEL
     embed_backend: str = "auto"
@@ -84,6 +85,7 @@ class Settings:
 ENV = {
     "PGASK_HOME": "home",
     "PGASK_DATABASE_URL": "database_url",
+    "PGASK_SOURCE_URL": "source_url",
     "PGASK_SCHEMA": "schema",
     "PGASK_EMBED_MODEL": "embed_model",
     "PGASK_EMBED_BACKEND": "embed_backend",

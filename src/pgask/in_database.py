@@ -20,7 +20,9 @@ from .errors import PgaskError
 from .search import Hit
 
 # The chunks nearest $1, best first, as pgask search returns them (cosine distance).
-NEAREST = """SELECT n.document_id, n.id, d.source, d.title, n.heading, n.content, 1 - n.distance AS similarity
+# The metadata comes as text: PL/Python hands jsonb over as a string unless a transform is installed.
+NEAREST = """SELECT n.document_id, n.id, d.source, d.title, n.heading, n.content, 1 - n.distance AS similarity,
+       d.metadata::text AS metadata
 FROM (SELECT document_id, id, heading, content, embedding <=> $1 AS distance
       FROM {s}.chunks ORDER BY embedding <=> $1 LIMIT $2) n
 JOIN {s}.documents d ON d.id = n.document_id
@@ -75,8 +77,8 @@ def ask(plpy, GD: dict, schema: str, question: str) -> list[tuple[str, str, str]
         if ("nearest", schema) not in cache:
             cache[("nearest", schema)] = plpy.prepare(NEAREST.format(s=plpy.quote_ident(schema)), ["vector", "integer"])
         rows = plpy.execute(cache[("nearest", schema)], [vector_literal([float(x) for x in vector]), settings.top_k])
-        hits = [Hit(r["document_id"], r["id"], r["source"], r["title"], r["heading"], r["content"], r["similarity"])
-                for r in rows]
+        hits = [Hit(r["document_id"], r["id"], r["source"], r["title"], r["heading"], r["content"], r["similarity"],
+                    metadata=json.loads(r["metadata"])) for r in rows]
         hits = [h for h in hits if h.similarity >= settings.threshold]
         result = compose(question, vector, hits, embed=embedder.embed_documents, settings=settings)
     except PgaskError as exc:

@@ -30,6 +30,8 @@ from .errors import PgaskError
 from .ingest import uploads
 from .ingest.loaders import Document
 from .ingest.pipeline import Ingest, IngestReport, NoProgress, Progress, source_of
+from .ingest.table_sync import TableReport, TableSync
+from .ingest.tables import TableSpec
 from .search import Hit
 from .usage import Budget, Call, Ledger, Prices, sum_calls, summarise, summary_of
 
@@ -357,6 +359,68 @@ class KnowledgeBase:
             params.pop("lists", None)  # re-derived from the current row count
         return searching.create_index(conn, self.schema, kind=spec["type"], metric=spec["metric"], **params)
 
+    # --- table sources ----------------------------------------------------------------------------
+
+    def _tables(self, source_url: str | None, progress: Progress | None, notify: Callable[[str], None],
+                max_cost_usd: float | None = None) -> TableSync:
+        def ingest(documents: Iterable[Document], prune_scope: Sequence[str] = ()) -> IngestReport:
+            return self.ingest_documents(documents, prune_scope=prune_scope, max_cost_usd=max_cost_usd,
+                                         progress=progress, notify=notify)
+
+        offered = [url for url in (source_url, self.settings.source_url) if url]
+        return TableSync(self.schema, self.url, self.connection, ingest, source_urls=offered, notify=notify)
+
+    def ingest_table(
+        self,
+        table: str,
+        *,
+        id_column: str | None = None,
+        text_columns: Sequence[str] = (),
+        title_column: str | None = None,
+        metadata_columns: Sequence[str] = (),
+        where: str | None = None,
+        source_url: str | None = None,
+        prune: bool = False,
+        watch: bool = False,
+        max_cost_usd: float | None = None,
+        progress: Progress | None = None,
+        notify: Callable[[str], None] = lambda message: None,
+    ) -> TableReport:
+        """Rows of an existing table as documents (source `table:SCHEMA.TABLE/<id>`), remembered for `sync`.
+
+        The table is read from `source_url` (default PGASK_SOURCE_URL, else this knowledge base's
+        database). Unchanged rows are not embedded again; with prune, documents of rows that are
+        gone are deleted; with watch, a trigger queues changed ids for `sync`. Without id_column
+        and text_columns, the definition remembered from an earlier run is used. max_cost_usd
+        limits what embedding the rows may cost, as for files.
+        """
+        self._ensure_schema(create=True)
+        spec = TableSpec(table, id_column, tuple(text_columns), title_column, tuple(metadata_columns), where)
+        return self._tables(source_url, progress, notify, max_cost_usd).ingest_table(
+            spec, source_url=source_url or self.settings.source_url, prune=prune, watch=watch)
+
+    def sync(
+        self,
+        tables: Sequence[str] = (),
+        *,
+        full: bool = False,
+        source_url: str | None = None,
+        progress: Progress | None = None,
+        notify: Callable[[str], None] = lambda message: None,
+    ) -> list[TableReport]:
+        """Bring table sources (all, or those named) up to date with their tables.
+
+        A watched table has only its queued rows re-read (all of it with `full`); any other is
+        read whole, embedding only changed rows and deleting the documents of rows that are gone.
+        """
+        self._require_schema()
+        return self._tables(source_url, progress, notify).sync(tables, full=full)
+
+    def unwatch_table(self, table: str, *, source_url: str | None = None) -> str:
+        """Drop a table's watch trigger and change queue; its documents stay and `sync` re-reads it whole."""
+        self._require_schema()
+        return self._tables(source_url, None, lambda message: None).unwatch(table)
+
     # --- search and answers ------------------------------------------------------------------------
 
     def _embed_query(self, text: str, calls: list[Call]) -> np.ndarray:
@@ -580,4 +644,5 @@ class KnowledgeBase:
                 info["indexes"] = searching.ann_indexes(conn, self.schema)
             else:
                 info.update(documents=0, chunks=0, indexes=[])
+        info["table_sources"] = self._tables(None, None, lambda message: None).describe()
         return info

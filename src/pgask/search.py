@@ -7,7 +7,7 @@ HNSW or IVFFlat index on that operator's opclass can serve the ORDER BY ... LIMI
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import psycopg
@@ -34,9 +34,18 @@ class Hit:
     heading: str
     content: str
     similarity: float  # cosine similarity (stored vectors are unit length, so every metric maps to it)
+    # keyword-only, so that subclasses (api.Source) may add fields without defaults
+    metadata: dict = field(default_factory=dict, kw_only=True)
+
+    @property
+    def table_row(self) -> str | None:
+        """"support.tickets #4211" when the passage comes from a table row (pgask ingest --table)."""
+        if self.source.startswith("table:") and {"table", "row_id"} <= self.metadata.keys():
+            return f"{self.metadata['table']} #{self.metadata['row_id']}"
+        return None
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        return dict(asdict(self), table_row=self.table_row)
 
 
 def similarity(metric: str, distance: float) -> float:
@@ -67,7 +76,7 @@ def vector_search(
     operator = check_metric(metric)
     s = sql.Identifier(schema)
     query = sql.SQL(
-        """SELECT n.document_id, n.id, d.source, d.title, n.heading, n.content, n.distance
+        """SELECT n.document_id, n.id, d.source, d.title, n.heading, n.content, n.distance, d.metadata
            FROM (SELECT document_id, id, heading, content, embedding {op} %(q)s AS distance
                  FROM {s}.chunks ORDER BY embedding {op} %(q)s LIMIT %(k)s) n
            JOIN {s}.documents d ON d.id = n.document_id
@@ -78,7 +87,7 @@ def vector_search(
         conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(max(40, 2 * k))))
         conn.execute("SET LOCAL ivfflat.probes = 10")
         rows = conn.execute(query, {"q": np.asarray(embedding, dtype=np.float32), "k": k}).fetchall()
-    hits = [Hit(r[0], r[1], r[2], r[3], r[4], r[5], similarity(metric, float(r[6]))) for r in rows]
+    hits = [Hit(r[0], r[1], r[2], r[3], r[4], r[5], similarity(metric, float(r[6])), metadata=r[7]) for r in rows]
     if threshold is not None:
         hits = [h for h in hits if h.similarity >= threshold]
     return hits

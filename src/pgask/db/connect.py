@@ -52,19 +52,24 @@ def ensure_vector(conn: psycopg.Connection) -> None:
     register_vector(conn)
 
 
-def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection:
+DATABASE_HINT = "check PGASK_DATABASE_URL, or unset it to use the embedded database"
+
+
+def connect(url: str, *, autocommit: bool = False, vector: bool = True, hint: str = DATABASE_HINT) -> psycopg.Connection:
+    """A connection with clear errors; with `vector`, pgvector is enabled and its types registered
+    (a database that only holds tables to read, such as a table source, is left as it is)."""
     try:
         conn = psycopg.connect(url, autocommit=autocommit, connect_timeout=10)
     except psycopg.OperationalError as exc:
         reason = " ".join(str(exc).split()).removeprefix("connection failed: ") or "connection failed"
         reason = reason.replace(url, mask_url(url))
         raise PgaskError(
-            f"cannot connect to Postgres at {mask_url(url)}: {reason} "
-            "(check PGASK_DATABASE_URL, or unset it to use the embedded database)"
+            f"cannot connect to Postgres at {mask_url(url)}: {reason} ({hint})"
         ) from exc
     except psycopg.ProgrammingError as exc:
         raise PgaskError(f"invalid database URL {mask_url(url)}: {exc}") from exc
-    ensure_vector(conn)
+    if vector:
+        ensure_vector(conn)
     return conn
 
 

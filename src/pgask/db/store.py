@@ -128,12 +128,23 @@ def get_document(conn: psycopg.Connection, schema: str, doc_id: int) -> dict | N
     return dict(zip(DOCUMENT_COLUMNS, row)) if row else None
 
 
+def _under(prefixes: Sequence[str]) -> tuple[sql.SQL, tuple]:
+    """WHERE condition (and its parameters) for sources equal to or below any of the prefixes."""
+    escaped = [p.rstrip("/").replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_") + "/%" for p in prefixes]
+    return sql.SQL("source = ANY(%s) OR source LIKE ANY(%s)"), (list(prefixes), escaped)
+
+
 def sources_under(conn: psycopg.Connection, schema: str, prefixes: Sequence[str]) -> list[str]:
     """Stored sources equal to or below any of the given path prefixes."""
     if not prefixes:
         return []
-    query = sql.SQL("SELECT source FROM {}.documents WHERE source = ANY(%s) OR source LIKE ANY(%s)").format(
-        sql.Identifier(schema)
-    )
-    escaped = [p.rstrip("/").replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_") + "/%" for p in prefixes]
-    return [row[0] for row in conn.execute(query, (list(prefixes), escaped))]
+    condition, params = _under(prefixes)
+    query = sql.SQL("SELECT source FROM {}.documents WHERE {}").format(sql.Identifier(schema), condition)
+    return [row[0] for row in conn.execute(query, params)]
+
+
+def count_under(conn: psycopg.Connection, schema: str, prefixes: Sequence[str]) -> int:
+    """How many stored sources are equal to or below any of the given prefixes."""
+    condition, params = _under(prefixes)
+    query = sql.SQL("SELECT count(*) FROM {}.documents WHERE {}").format(sql.Identifier(schema), condition)
+    return conn.execute(query, params).fetchone()[0]

@@ -59,6 +59,22 @@ class IngestReport:
             "remaining": self.remaining,
         }
 
+    def add(self, other: "IngestReport") -> "IngestReport":
+        """This report with `other`'s counts added (one run made of several batches)."""
+        self.added += other.added
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+        self.deleted += other.deleted
+        self.failed += other.failed
+        self.skipped += other.skipped
+        self.chunks += other.chunks
+        self.seconds += other.seconds
+        self.tokens += other.tokens
+        self.cost_usd += other.cost_usd
+        self.budget = other.budget or self.budget
+        self.remaining += other.remaining
+        return self
+
 
 class Progress(Protocol):
     def start(self, total_files: int | None) -> None: ...

@@ -29,7 +29,7 @@ def show_sources(turn: dict) -> None:
     if turn.get("standalone_question") and turn["standalone_question"] != turn["question"]:
         st.caption(f"↪ searched for: {turn['standalone_question']}")
     for source in turn.get("sources", []):
-        name = Path(source["source"]).name
+        name = source.get("table_row") or Path(source["source"]).name  # a table row: "support.tickets #4211"
         where = f"{name} › {source['heading']}" if source["heading"] else name
         with st.expander(f"[{source['n']}] {where} · similarity {source['similarity']:.2f}"):
             st.caption(source["source"])

@@ -1,0 +1,390 @@
+"""Tables kept in sync: the remembered table sources, the watch triggers with their change
+queue, and `sync`, which re-reads only the queued rows of a watched table, or the whole table
+(embedding only the rows whose content hash changed) of one that is not watched.
+
+The source table may live in the knowledge base's database or in another one. Its definition
+is stored in the knowledge base (table_sources.sql) with the source URL's password masked; the
+change queue lives next to the table, in the schema named like the knowledge base's.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from datetime import datetime
+from dataclasses import dataclass, field, replace
+from typing import Callable, Iterable, Iterator, Sequence
+
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from ..db import store
+from ..db.connect import connect, detect_engine, mask_url
+from ..db.schema import render
+from ..errors import PgaskError
+from .loaders import Document
+from .pipeline import IngestReport
+from .tables import SOURCE_PREFIX, RowReader, Table, TableSpec, find_table, read_documents, row_reader
+
+TRIGGER_EVENTS = ("insert", "update", "delete", "truncate")
+LOCK_CLASS = 0x70676173  # "pgas": advisory-lock namespace of sync, keyed by the table's oid
+SOURCE_HINT = "check --source-url or PGASK_SOURCE_URL"
+
+
+@dataclass
+class TableSource:
+    """A table source as the knowledge base remembers it."""
+
+    name: str  # SCHEMA.TABLE
+    spec: TableSpec  # spec.table is the quoted SQL name
+    source_url: str | None  # password masked; None: the knowledge base's database
+    watching: bool = False
+    last_sync: datetime | None = None  # of the last ingest or sync
+    last_report: dict | None = None
+
+
+@dataclass
+class TableReport:
+    """What one ingest or sync of a table did."""
+
+    table: str
+    mode: str  # "read": the whole table was read | "changes": only queued rows were re-read
+    report: IngestReport
+    changes: int = 0  # queued changes drained
+    watching: bool = False
+
+    def as_dict(self) -> dict:
+        return {"table": self.table, "mode": self.mode, "changes": self.changes, "watching": self.watching,
+                **self.report.as_dict()}
+
+
+# --- the remembered definitions (in the knowledge base) -----------------------------------------
+
+
+def ensure_registry(conn: psycopg.Connection, schema: str) -> None:
+    conn.execute(render("table_sources.sql", schema))
+    conn.commit()
+
+
+def stored_sources(conn: psycopg.Connection, schema: str) -> list[TableSource]:
+    if conn.execute("SELECT to_regclass(%s)", (f"{sql.Identifier(schema).as_string(conn)}.table_sources",)).fetchone()[0] is None:
+        return []
+    rows = conn.execute(sql.SQL(
+        """SELECT name, relation, id_column, text_columns, title_column, metadata_columns, where_predicate,
+                  source_url, watching, last_sync, last_report
+           FROM {}.table_sources ORDER BY name""").format(sql.Identifier(schema))).fetchall()
+    return [TableSource(r[0], TableSpec(r[1], r[2], tuple(r[3]), r[4], tuple(r[5]), r[6]), r[7], r[8], r[9], r[10])
+            for r in rows]
+
+
+def save_source(conn: psycopg.Connection, schema: str, source: TableSource) -> None:
+    s = source.spec
+    conn.execute(sql.SQL(
+        """INSERT INTO {}.table_sources AS t (name, relation, id_column, text_columns, title_column,
+               metadata_columns, where_predicate, source_url, watching, last_sync, last_report)
+           VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, now(), %s)
+           ON CONFLICT (name) DO UPDATE SET relation = excluded.relation, id_column = excluded.id_column,
+               text_columns = excluded.text_columns, title_column = excluded.title_column,
+               metadata_columns = excluded.metadata_columns, where_predicate = excluded.where_predicate,
+               source_url = excluded.source_url, watching = excluded.watching, last_sync = now(),
+               last_report = excluded.last_report""").format(sql.Identifier(schema)),
+        (source.name, s.table, s.id_column, list(s.text_columns), s.title_column, list(s.metadata_columns),
+         s.where, source.source_url, source.watching, Jsonb(source.last_report)),
+    )
+    conn.commit()
+
+
+# --- the watch: triggers and change queue (in the source database) ------------------------------
+
+
+def _triggers(queue_schema: str) -> dict[str, sql.Identifier]:
+    # named after the knowledge base's schema, so two knowledge bases can watch one table
+    return {f"on_{event}": sql.Identifier(f"{queue_schema}_changes_{event}") for event in TRIGGER_EVENTS}
+
+
+def _queue(queue_schema: str) -> sql.Composed:
+    return sql.SQL("{}.table_changes").format(sql.Identifier(queue_schema))
+
+
+def is_watched(conn: psycopg.Connection, queue_schema: str, table: Table) -> bool:
+    """True when all the table's triggers and the queue they write to are in place."""
+    names = [name.as_string(conn).strip('"') for name in _triggers(queue_schema).values()]
+    triggers = conn.execute("SELECT count(*) FROM pg_trigger WHERE tgrelid = %s AND tgname = ANY(%s)",
+                            (table.oid, names)).fetchone()[0]
+    queue = conn.execute("SELECT to_regclass(%s)", (_queue(queue_schema).as_string(conn),)).fetchone()[0]
+    conn.rollback()
+    return triggers == len(TRIGGER_EVENTS) and queue is not None
+
+
+def install_watch(conn: psycopg.Connection, queue_schema: str, reader: RowReader) -> None:
+    table = reader.table
+    engine = detect_engine(conn)
+    if engine != "postgres":
+        raise PgaskError(f"--watch needs statement triggers with transition tables, which {engine} does not offer: "
+                         f"run `pgask sync` instead (it re-reads {table.qualified} and embeds only changed rows)")
+    if table.kind not in ("r", "p"):
+        raise PgaskError(f"--watch needs a table with triggers, and {table.qualified} is a view or foreign table: "
+                         "run `pgask sync` instead (it re-reads it and embeds only changed rows)")
+    try:
+        conn.execute(render("table_watch.sql", queue_schema, table=table.ident,
+                            id_column=reader.spec.id_column, **_triggers(queue_schema)))
+        conn.commit()
+    except psycopg.errors.InsufficientPrivilege as exc:
+        conn.rollback()
+        raise PgaskError(f"this database user may not add triggers to {table.qualified} "
+                         f"(it needs to own it or hold the TRIGGER privilege): {exc}") from exc
+
+
+def remove_watch(conn: psycopg.Connection, queue_schema: str, table: Table, *, own_schema: bool) -> None:
+    """Drop the table's triggers and queued changes; the queue goes with the last watched table.
+
+    `own_schema`: the queue schema is the knowledge base's own, never dropped.
+    """
+    conn.execute(render("table_unwatch.sql", queue_schema, table=table.ident, **_triggers(queue_schema)))
+    function = f"{sql.Identifier(queue_schema).as_string(conn)}.record_table_change()"
+    if conn.execute("SELECT to_regclass(%s)", (_queue(queue_schema).as_string(conn),)).fetchone()[0] is not None:
+        conn.execute(sql.SQL("DELETE FROM {} WHERE relid = %s").format(_queue(queue_schema)), (table.oid,))
+    still_used = conn.execute("SELECT count(*) FROM pg_trigger WHERE tgfoid = to_regprocedure(%s)",
+                              (function,)).fetchone()[0]
+    if not still_used:
+        conn.execute(render("table_changes_drop.sql", queue_schema))
+        if not own_schema:
+            try:
+                with conn.transaction():
+                    conn.execute(render("table_changes_schema_drop.sql", queue_schema))
+            except psycopg.errors.DependentObjectsStillExist:
+                pass  # other things live in that schema: it stays
+    conn.commit()
+
+
+def pending_changes(conn: psycopg.Connection, queue_schema: str, table: Table) -> int:
+    count = conn.execute(sql.SQL("SELECT count(*) FROM {} WHERE relid = %s").format(_queue(queue_schema)),
+                         (table.oid,)).fetchone()[0]
+    conn.rollback()
+    return count
+
+
+# --- ingest and sync ---------------------------------------------------------------------------
+
+
+IngestDocuments = Callable[..., IngestReport]  # (documents, prune_scope=()) -> report: KnowledgeBase.ingest_documents
+
+
+@dataclass
+class TableSync:
+    """Table sources of one knowledge base: add them, watch them, sync them, describe them."""
+
+    schema: str  # the knowledge base's schema; also the schema of the change queue
+    url: str  # the knowledge base's database
+    kb_connection: Callable  # () -> context manager yielding a connection to the knowledge base
+    ingest: IngestDocuments
+    source_urls: Sequence[str] = ()  # full URLs offered for sources in other databases (--source-url, env)
+    notify: Callable[[str], None] = lambda message: None
+    batch_rows: int = 1000  # queued changes re-read at once
+    _registry_ready: bool = field(default=False, repr=False)
+
+    @contextmanager
+    def _source(self, url: str | None) -> Iterator[psycopg.Connection]:
+        conn = connect(url or self.url, vector=False, hint=SOURCE_HINT)
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def _sources(self) -> list[TableSource]:
+        with self.kb_connection() as conn:
+            return stored_sources(conn, self.schema)
+
+    def _save(self, source: TableSource) -> None:
+        with self.kb_connection() as conn:
+            if not self._registry_ready:
+                ensure_registry(conn, self.schema)
+                self._registry_ready = True
+            save_source(conn, self.schema, source)
+
+    def _url_for(self, source: TableSource) -> str | None:
+        """The full URL of a source's database; passwords are never stored, so they are offered again."""
+        if source.source_url is None:
+            return None
+        for url in self.source_urls:
+            if url and mask_url(url) == source.source_url:
+                return url
+        if "***" not in source.source_url:
+            return source.source_url
+        raise PgaskError(f"{source.name} is read from {source.source_url}, whose password pgask does not store: "
+                         "give the full URL with --source-url or PGASK_SOURCE_URL")
+
+    def named(self, names: Sequence[str]) -> list[TableSource]:
+        """The stored table sources called `names` (all of them when empty)."""
+        sources = self._sources()
+        if not sources:
+            raise PgaskError("no table sources yet: add one with `pgask ingest --table SCHEMA.TABLE --id COL --text COL`")
+        if not names:
+            return sources
+        by_name = {s.name: s for s in sources}
+        chosen = []
+        for name in names:
+            plain = name.replace('"', "")
+            found = by_name.get(plain) or by_name.get(f"public.{plain}")
+            if found is None:
+                raise PgaskError(f"{name} is not a table source (known: {', '.join(by_name)})")
+            chosen.append(found)
+        return chosen
+
+    # --- ingest ----------------------------------------------------------------------------------
+
+    def ingest_table(self, spec: TableSpec, *, source_url: str | None = None, prune: bool = False,
+                     watch: bool = False) -> TableReport:
+        """Read the whole table into documents (embedding new and changed rows only) and remember it.
+
+        Without --id and --text, the remembered definition of the table is used. With `watch`,
+        triggers are installed first, so no change made during the read is missed.
+        """
+        masked = mask_url(source_url) if source_url else None
+        with self._source(source_url) as conn:
+            table = find_table(conn, spec.table)
+            known = {s.name: s for s in self._sources()}.get(table.qualified)
+            spec = _complete(spec, known, table)
+            reader = row_reader(conn, spec)
+            was_watched = is_watched(conn, self.schema, table)
+            if watch or was_watched:  # (re)installed: the id column may have changed
+                install_watch(conn, self.schema, reader)
+            try:
+                report = self.ingest(read_documents(conn, reader), prune_scope=[table.prefix] if prune else ())
+            except BaseException:
+                if watch and not was_watched:  # leave the table as it was
+                    with self._source(source_url) as cleanup:
+                        remove_watch(cleanup, self.schema, table, own_schema=source_url is None)
+                raise
+        watching = watch or was_watched
+        self._save(TableSource(table.qualified, spec, masked, watching, last_report=report.as_dict()))
+        return TableReport(table.qualified, "read", report, watching=watching)
+
+    def unwatch(self, name: str) -> str:
+        """Drop the table's triggers and change queue; its documents stay, and later syncs re-read it."""
+        source, = self.named([name])
+        url = self._url_for(source)
+        with self._source(url) as conn:
+            table = find_table(conn, source.spec.table)
+            remove_watch(conn, self.schema, table, own_schema=url is None)
+        source.watching = False
+        self._save(source)
+        return source.name
+
+    # --- sync --------------------------------------------------------------------------------------
+
+    def sync(self, names: Sequence[str] = (), *, full: bool = False) -> list[TableReport]:
+        return [self._sync(source, full=full) for source in self.named(names)]
+
+    def _sync(self, source: TableSource, *, full: bool) -> TableReport:
+        url = self._url_for(source)
+        with self._source(url) as conn:
+            reader = row_reader(conn, source.spec)
+            watched = source.watching and is_watched(conn, self.schema, reader.table)
+            if source.watching and not watched:
+                self.notify(f"the watch on {source.name} is gone (its trigger or queue was dropped): reading the "
+                            f"whole table; `pgask ingest --table {source.name} --watch` watches it again")
+            if watched:
+                result = self._drain(url, conn, reader, full=full)
+            else:
+                result = TableReport(source.name, "read",
+                                     self.ingest(read_documents(conn, reader), prune_scope=[reader.table.prefix]))
+        result.watching = watched
+        source.watching, source.last_report = watched, result.as_dict()
+        self._save(source)
+        return result
+
+    def _drain(self, url: str | None, conn: psycopg.Connection, reader: RowReader, *, full: bool) -> TableReport:
+        """Re-read the rows whose ids are queued, a batch at a time, then delete those queue entries.
+
+        Each batch runs in a repeatable-read transaction on the queue whose snapshot the row read
+        shares: the rows are read as of the moment the batch was taken, and entries queued later
+        stay for the next batch. A TRUNCATE in the queue (or `full`) re-reads the whole table
+        with that snapshot and clears every entry it covered.
+        """
+        table = reader.table
+        result = TableReport(table.qualified, "changes", IngestReport())
+        queue = _queue(self.schema)
+        with self._source(url) as q:
+            q.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            while True:
+                with q.transaction():
+                    if not q.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", (LOCK_CLASS, table.oid)).fetchone()[0]:
+                        self.notify(f"another pgask sync is draining {table.qualified} now: skipped")
+                        break
+                    snapshot = q.execute("SELECT pg_export_snapshot()").fetchone()[0]
+                    entries = q.execute(sql.SQL("SELECT seq, row_id FROM {} WHERE relid = %s ORDER BY seq LIMIT %s")
+                                        .format(queue), (table.oid, self.batch_rows)).fetchall()
+                    if not entries and not full:
+                        break
+                    if full or any(row_id is None for _, row_id in entries):
+                        result.mode = "read"
+                        read = self.ingest(read_documents(conn, reader, snapshot=snapshot), prune_scope=[table.prefix])
+                        result.report.add(read)
+                        if not read.remaining:  # a spent budget keeps the entries, so the next sync reads again
+                            # repeatable read: deletes exactly the entries the snapshot saw, which the read covered
+                            result.changes += q.execute(sql.SQL("DELETE FROM {} WHERE relid = %s").format(queue),
+                                                        (table.oid,)).rowcount
+                        break
+                    ids = sorted({row_id for _, row_id in entries})
+                    batch = self._apply(conn, reader, ids, snapshot)
+                    result.report.add(batch)
+                    left = set(batch.remaining)  # rows a spent budget left unstored stay queued
+                    done = [seq for seq, row_id in entries if reader.source(row_id) not in left]
+                    q.execute(sql.SQL("DELETE FROM {} WHERE seq = ANY(%s)").format(queue), (done,))
+                    result.changes += len(done)
+                    if left:
+                        break
+        return result
+
+    def _apply(self, conn: psycopg.Connection, reader: RowReader, ids: list[str], snapshot: str) -> IngestReport:
+        """Upsert the rows with these ids that still exist (and match the predicate); delete the rest."""
+        found: set[str] = set()
+
+        def seen(documents: Iterable[Document]) -> Iterator[Document]:
+            for doc in documents:
+                found.add(doc.source)
+                yield doc
+
+        report = self.ingest(seen(read_documents(conn, reader, ids=ids, snapshot=snapshot)))
+        gone = [source for source in map(reader.source, ids) if source not in found]
+        with self.kb_connection() as kb:
+            report.deleted += store.delete_documents(kb, self.schema, gone)
+        return report
+
+    # --- status --------------------------------------------------------------------------------------
+
+    def describe(self) -> list[dict]:
+        """Each table source: where it is read from, documents stored, changes queued, last sync."""
+        described = []
+        with self.kb_connection() as conn:
+            sources = stored_sources(conn, self.schema)
+            for source in sources:
+                documents = store.count_under(conn, self.schema, [f"{SOURCE_PREFIX}{source.name}"])
+                described.append({
+                    "table": source.name, "source_url": source.source_url, "watching": source.watching,
+                    "documents": documents, "pending": None, "last_sync": source.last_sync,
+                    "definition": {"id": source.spec.id_column, "text": list(source.spec.text_columns),
+                                   "title": source.spec.title_column,
+                                   "metadata": list(source.spec.metadata_columns), "where": source.spec.where},
+                })
+        for source, info in zip(sources, described):
+            if source.watching:
+                try:
+                    with self._source(self._url_for(source)) as conn:
+                        info["pending"] = pending_changes(conn, self.schema, find_table(conn, source.spec.table))
+                except (PgaskError, psycopg.Error) as exc:
+                    self.notify(f"pending changes of {source.name} unknown: {exc}")
+        return described
+
+
+def _complete(spec: TableSpec, known: TableSource | None, table: Table) -> TableSpec:
+    """The spec to read with: as given, or the remembered one when neither --id nor --text is given."""
+    if spec.id_column is None and not spec.text_columns:
+        if known is None:
+            raise PgaskError(f"give --id and --text for {table.qualified}: which column identifies a row, "
+                             "and which hold its text")
+        spec = known.spec
+    elif spec.id_column is None or not spec.text_columns:
+        raise PgaskError("give both --id (the column that identifies a row) and --text (the columns with its text)")
+    return replace(spec, table=table.ident.as_string())
