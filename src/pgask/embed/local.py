@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import threading
@@ -42,6 +43,7 @@ class LocalEmbedder:
         self.batch_size = batch_size
         self.backend = "torch"
         self._model = None
+        self._offsets_tokenizer = None
         self._lock = threading.Lock()
         self._dim = _dim_from_files(self.path)
 
@@ -81,7 +83,13 @@ class LocalEmbedder:
         return int(self.model.max_seq_length) - 2  # [CLS] and [SEP]
 
     def token_offsets(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
-        encoded = self.model.tokenizer(
+        # Ingest counts tokens in one thread while it embeds in another, and a fast tokenizer
+        # keeps its padding and truncation settings between calls: the two must not share one.
+        model = self.model
+        with self._lock:
+            if self._offsets_tokenizer is None:
+                self._offsets_tokenizer = copy.deepcopy(model.tokenizer)
+        encoded = self._offsets_tokenizer(
             list(texts), add_special_tokens=False, return_offsets_mapping=True, verbose=False
         )
         return [[tuple(pair) for pair in offsets] for offsets in encoded["offset_mapping"]]
