@@ -15,6 +15,7 @@ from . import search as searching
 from . import usage
 from .config import Settings, load_settings
 from .db import schema as db_schema
+from .db import store
 from .db.connect import connect, detect_engine, mask_url
 from .embed import Embedder, get_embedder
 from .errors import PgaskError
@@ -116,6 +117,7 @@ class KnowledgeBase:
         with self.connection() as conn:
             if db_schema.exists(conn, self.schema):
                 db_schema.check_model(conn, self.schema, model=emb.name, dim=emb.dim)
+                db_schema.upgrade(conn, self.schema)
             elif create:
                 db_schema.create(conn, self.schema, model=emb.name, dim=emb.dim,
                                  ts_config=self.settings.text_search_config)
@@ -208,28 +210,36 @@ class KnowledgeBase:
     # --- search and answers ------------------------------------------------------------------------
 
     def search(self, query: str, *, k: int | None = None, threshold: float | None = None,
-               metric: str = "cosine") -> list[Hit]:
-        """The passages closest to `query`, best first (all k of them unless a threshold is given)."""
+               metric: str = "cosine", mode: str | None = None, filter: dict | None = None,
+               source: str | None = None, embedding=None) -> list[Hit]:
+        """The passages that best match `query`, best first (all k of them unless a threshold is given).
+
+        mode: vector, keyword or hybrid (default: the `search_mode` setting); filter: documents
+        whose metadata contains this object; source: documents whose source starts with this;
+        embedding: the query's vector, when already computed.
+        """
         self._require_schema()
         if not query or not query.strip():
             raise PgaskError("the query is empty")
-        vector = self.embedder.embed_query(query)
+        return self._retrieve(query, embedding=embedding, k=k or self.settings.top_k, threshold=threshold,
+                              metric=metric, mode=mode, filter=filter, source=source)
+
+    def _retrieve(self, query: str, *, embedding=None, mode: str | None, **options) -> list[Hit]:
+        mode = searching.check_mode(mode or self.settings.search_mode)
+        embedding = self.embedder.embed_query(query) if embedding is None else embedding
         with self.connection() as conn:
-            return searching.vector_search(conn, self.schema, vector, k=k or self.settings.top_k, metric=metric,
-                                           threshold=threshold)
+            return searching.search(conn, self.schema, query, embedding, mode=mode, **options)
 
     def ask(self, question: str, *, k: int | None = None, threshold: float | None = None,
-            on_token: Callable[[str], None] | None = None) -> answering.Answer:
+            on_token: Callable[[str], None] | None = None, mode: str | None = None,
+            filter: dict | None = None, source: str | None = None) -> answering.Answer:
         """A cited answer: by the chat model when one is configured, else extractive."""
         self._require_schema()
         if not question or not question.strip():
             raise PgaskError("the question is empty")
         vector = self.embedder.embed_query(question)
-        with self.connection() as conn:
-            hits = searching.vector_search(
-                conn, self.schema, vector, k=k or self.settings.top_k,
-                threshold=self.settings.threshold if threshold is None else threshold,
-            )
+        hits = self._retrieve(question, embedding=vector, k=k or self.settings.top_k, mode=mode, filter=filter,
+                              source=source, threshold=self.settings.threshold if threshold is None else threshold)
         if not hits:
             return answering.Answer(question, answering.NO_ANSWER, "none")
         if not self.settings.llm_configured:
@@ -244,6 +254,12 @@ class KnowledgeBase:
             usage.record(conn, self.schema, kind="chat", provider=model.provider, model=info["model"],
                          tokens_in=info["tokens_in"], tokens_out=info["tokens_out"], latency_ms=info["latency_ms"])
         return answering.Answer(question, text, "llm", hits, usage=info)
+
+    def sources(self) -> list[str]:
+        """Sources of all stored documents."""
+        self._require_schema()
+        with self.connection() as conn:
+            return store.all_sources(conn, self.schema)
 
     # --- indexes and status ---------------------------------------------------------------------
 

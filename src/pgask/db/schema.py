@@ -10,7 +10,10 @@ from psycopg.types.json import Jsonb
 
 from ..errors import ModelMismatch, PgaskError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: keyword statistics for BM25, search functions
+
+# Installed into every knowledge base in this order; each file is safe to run again.
+SQL_FILES = ("schema.sql", "keyword_stats.sql", "functions.sql", "search.sql")
 
 
 def sql_file(name: str) -> str:
@@ -35,8 +38,7 @@ def read_settings(conn: psycopg.Connection, schema: str) -> dict:
 
 def create(conn: psycopg.Connection, schema: str, *, model: str, dim: int, ts_config: str) -> None:
     """Create the schema for this model (idempotent) and record what it was built with."""
-    conn.execute(render("schema.sql", schema, dim=dim, ts_config=ts_config))
-    conn.execute(render("functions.sql", schema))
+    _install(conn, schema, dim=dim, ts_config=ts_config)
     upsert = sql.SQL(
         "INSERT INTO {}.settings (key, value) VALUES (%s, %s) ON CONFLICT (key) DO NOTHING"
     ).format(sql.Identifier(schema))
@@ -48,6 +50,20 @@ def create(conn: psycopg.Connection, schema: str, *, model: str, dim: int, ts_co
         conn.execute(upsert, (key, Jsonb(value)))
     conn.commit()
     check_model(conn, schema, model=model, dim=dim)
+
+
+def _install(conn: psycopg.Connection, schema: str, *, dim: int, ts_config: str) -> None:
+    for name in SQL_FILES:
+        conn.execute(render(name, schema, dim=dim, ts_config=ts_config, schema_name=schema))
+
+
+def upgrade(conn: psycopg.Connection, schema: str) -> None:
+    """Bring a knowledge base made by an earlier pgask up to SCHEMA_VERSION (one transaction)."""
+    recorded = read_settings(conn, schema)
+    if recorded.get("schema_version", 1) >= SCHEMA_VERSION:
+        return
+    _install(conn, schema, dim=recorded["embedding"]["dim"], ts_config=recorded["text_search_config"])
+    write_setting(conn, schema, "schema_version", SCHEMA_VERSION)
 
 
 def write_setting(conn: psycopg.Connection, schema: str, key: str, value: object) -> None:

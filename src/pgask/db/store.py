@@ -103,3 +103,8 @@ def sources_under(conn: psycopg.Connection, schema: str, prefixes: Sequence[str]
     )
     escaped = [p.rstrip("/").replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_") + "/%" for p in prefixes]
     return [row[0] for row in conn.execute(query, (list(prefixes), escaped))]
+
+
+def all_sources(conn: psycopg.Connection, schema: str) -> list[str]:
+    query = sql.SQL("SELECT source FROM {}.documents ORDER BY source").format(sql.Identifier(schema))
+    return [row[0] for row in conn.execute(query)]
