@@ -173,6 +173,7 @@ def test_upgrade_adds_keyword_statistics_to_an_older_knowledge_base(kb, corpus):
         conn.execute(f"DROP TABLE {s}.keyword_terms, {s}.keyword_stats")
         conn.execute(f"DROP FUNCTION {s}.hybrid_search, {s}.keyword_search, {s}.vector_search")
         conn.execute(f"DROP FUNCTION {s}.keyword_stats_add, {s}.keyword_stats_remove, {s}.keyword_stats_clear CASCADE")
+        conn.execute(f"DROP FUNCTION {s}.lexeme_occurrences CASCADE")  # and the column chunks.fts_length
         conn.execute(f"UPDATE {s}.settings SET value = %s WHERE key = 'schema_version'", (Jsonb(1),))
         conn.commit()
     with KnowledgeBase(kb.settings) as again:

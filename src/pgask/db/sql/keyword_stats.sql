@@ -1,7 +1,17 @@
 -- Corpus statistics for BM25 keyword ranking, kept exact by triggers on chunks:
--- how many chunks contain each lexeme (document frequency), and how many chunks and lexeme
--- occurrences there are in all (for the average chunk length).
--- Placeholders: {schema}. Runs in one transaction; safe to run again.
+-- each chunk's length (lexeme occurrences), how many chunks contain each lexeme (document
+-- frequency), and how many chunks and lexeme occurrences there are in all.
+-- Placeholders: {schema}, {ts_config}. Runs in one transaction; safe to run again.
+
+CREATE OR REPLACE FUNCTION {schema}.lexeme_occurrences(tsvector) RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT coalesce(sum(cardinality(positions)), 0)::integer FROM unnest($1)
+$$;
+
+-- The expression of chunks.fts again: a generated column cannot read another one.
+ALTER TABLE {schema}.chunks ADD COLUMN IF NOT EXISTS fts_length integer
+    GENERATED ALWAYS AS ({schema}.lexeme_occurrences(
+        to_tsvector({ts_config}::regconfig, heading || ' ' || content))) STORED;
 
 CREATE TABLE IF NOT EXISTS {schema}.keyword_terms (
     lexeme text PRIMARY KEY,
@@ -21,7 +31,7 @@ CREATE OR REPLACE FUNCTION {schema}.keyword_stats_add() RETURNS trigger LANGUAGE
 BEGIN
     UPDATE {schema}.keyword_stats
     SET chunks = chunks + (SELECT count(*) FROM new_chunks),
-        lexemes = lexemes + (SELECT coalesce(sum(cardinality(t.positions)), 0) FROM new_chunks n, unnest(n.fts) t);
+        lexemes = lexemes + (SELECT coalesce(sum(n.fts_length), 0) FROM new_chunks n);
     INSERT INTO {schema}.keyword_terms (lexeme, chunks)
     SELECT t.lexeme, count(*) FROM new_chunks n, unnest(n.fts) t GROUP BY t.lexeme
     ON CONFLICT (lexeme) DO UPDATE SET chunks = keyword_terms.chunks + excluded.chunks;
@@ -33,7 +43,7 @@ CREATE OR REPLACE FUNCTION {schema}.keyword_stats_remove() RETURNS trigger LANGU
 BEGIN
     UPDATE {schema}.keyword_stats
     SET chunks = chunks - (SELECT count(*) FROM old_chunks),
-        lexemes = lexemes - (SELECT coalesce(sum(cardinality(t.positions)), 0) FROM old_chunks o, unnest(o.fts) t);
+        lexemes = lexemes - (SELECT coalesce(sum(o.fts_length), 0) FROM old_chunks o);
     UPDATE {schema}.keyword_terms k SET chunks = k.chunks - gone.chunks
     FROM (SELECT t.lexeme, count(*) AS chunks FROM old_chunks o, unnest(o.fts) t GROUP BY t.lexeme) gone
     WHERE k.lexeme = gone.lexeme;
@@ -74,7 +84,7 @@ CREATE TRIGGER keyword_stats_truncate AFTER TRUNCATE ON {schema}.chunks
 INSERT INTO {schema}.keyword_stats (singleton, chunks, lexemes)
 SELECT true,
        (SELECT count(*) FROM {schema}.chunks),
-       (SELECT coalesce(sum(cardinality(t.positions)), 0) FROM {schema}.chunks c, unnest(c.fts) t)
+       (SELECT coalesce(sum(fts_length), 0) FROM {schema}.chunks)
 ON CONFLICT (singleton) DO NOTHING;
 
 INSERT INTO {schema}.keyword_terms (lexeme, chunks)

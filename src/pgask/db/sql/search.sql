@@ -87,8 +87,8 @@ $$;
 
 -- The match_count chunks that best match the words of query_text by Okapi BM25 (k1, b), best
 -- first. A chunk matches if it contains any of the query's lexemes (text search configuration
--- of the knowledge base); document frequencies and the average chunk length come from
--- keyword_terms and keyword_stats, which triggers keep exact.
+-- of the knowledge base); its length is chunks.fts_length; document frequencies and the
+-- average chunk length come from keyword_terms and keyword_stats, which triggers keep exact.
 CREATE OR REPLACE FUNCTION {schema}.keyword_search(
     query_text text, match_count integer,
     filter jsonb DEFAULT '{{}}', source_prefix text DEFAULT NULL, query_embedding vector DEFAULT NULL,
@@ -111,6 +111,8 @@ BEGIN
     IF any_term IS NULL THEN  -- nothing but stop words
         RETURN;
     END IF;
+    -- setweight marks the query's lexemes (fts carries no weights of its own) so that ts_filter
+    -- keeps just those: their positions give the term frequencies without unnesting all of fts
     EXECUTE format(
         'WITH stats AS (
              SELECT s.chunks::float8 AS n, s.lexemes::float8 / greatest(s.chunks, 1) AS avgdl
@@ -120,13 +122,12 @@ BEGIN
              FROM %2$I.keyword_terms t, stats WHERE t.lexeme = ANY($5)),
          ranked AS (
              SELECT c.document_id, c.id,
-                    sum(w.idf * p.tf * ($6 + 1) / (p.tf + $6 * (1 - $7 + $7 * p.len / stats.avgdl))) AS score
+                    sum(w.idf * cardinality(u.positions) * ($6 + 1)
+                        / (cardinality(u.positions) + $6 * (1 - $7 + $7 * c.fts_length / stats.avgdl))) AS score
              FROM %2$I.chunks c
-             CROSS JOIN LATERAL (
-                 SELECT u.lexeme, cardinality(u.positions) AS tf, sum(cardinality(u.positions)) OVER () AS len
-                 FROM unnest(c.fts) u) p
-             JOIN weights w ON w.lexeme = p.lexeme
              CROSS JOIN stats
+             CROSS JOIN LATERAL unnest(ts_filter(setweight(c.fts, ''A'', $5), ''{{a}}'')) u
+             JOIN weights w ON w.lexeme = u.lexeme
              WHERE c.fts @@ $1 AND %1$s
              GROUP BY c.document_id, c.id
              ORDER BY score DESC, c.document_id, c.id
