@@ -127,7 +127,7 @@ class QueryProgress:
 
 
 def metadata_filter(pairs: List[str]) -> dict | None:
-    """--filter key=value pairs -> the JSON object document metadata must contain (checked while parsing)."""
+    """--filter key=value pairs -> the JSON object document metadata must contain."""
     wanted: dict = {}
     for pair in pairs:
         key, sep, text = pair.partition("=")
@@ -151,8 +151,14 @@ def source_prefix(prefix: Optional[str]) -> Optional[str]:
     return resolved + "/" if prefix.endswith("/") and resolved != "/" else resolved
 
 
+def check_filters(pairs: List[str]) -> List[str]:
+    """Bad --filter values are usage errors (exit 2), found while the command line is parsed."""
+    metadata_filter(pairs)
+    return pairs
+
+
 ModeOption = typer.Option(None, "--mode", help="vector, keyword or hybrid (default: hybrid, PGASK_SEARCH_MODE).")
-FilterOption = typer.Option([], "--filter", metavar="KEY=VALUE", callback=metadata_filter,
+FilterOption = typer.Option([], "--filter", metavar="KEY=VALUE", callback=check_filters,
                             help="Only documents whose metadata has KEY=VALUE; VALUE is JSON if it parses "
                                  "as JSON (42, true, [\"a\"]), else text (repeatable).")
 SourceOption = typer.Option(None, "--source", metavar="PREFIX",
@@ -235,7 +241,7 @@ def search(
 ):
     """The passages that best match QUERY, best first."""
     with knowledge_base() as kb:
-        hits = kb.search(query, k=k, threshold=threshold, metric=metric, mode=mode, filter=filters,
+        hits = kb.search(query, k=k, threshold=threshold, metric=metric, mode=mode, filter=metadata_filter(filters),
                          source=source_prefix(source))
     if as_json:
         emit_json({"query": query, "results": [h.as_dict() for h in hits]})
@@ -266,7 +272,7 @@ def ask(
     with knowledge_base() as kb:
         streamed = not as_json and kb.settings.llm_configured
         on_token = (lambda t: out.print(escape(t), end="")) if streamed else None
-        result = kb.ask(question, k=k, threshold=threshold, on_token=on_token, mode=mode, filter=filters,
+        result = kb.ask(question, k=k, threshold=threshold, on_token=on_token, mode=mode, filter=metadata_filter(filters),
                         source=source_prefix(source))
     if as_json:
         emit_json(result.as_dict())
