@@ -216,7 +216,7 @@ def ingest(
 
 def _print_hits(hits, query: str) -> None:
     if not hits:
-        out.print("no passages above the similarity threshold")
+        out.print("no matching passages")
         return
     for rank, hit in enumerate(hits, 1):
         snippet = " ".join(hit.content.split())
@@ -241,8 +241,8 @@ def search(
 ):
     """The passages that best match QUERY, best first."""
     with knowledge_base() as kb:
-        hits = kb.search(query, k=k, threshold=threshold, metric=metric, mode=mode, filter=metadata_filter(filters),
-                         source=source_prefix(source))
+        hits = kb.search(query, k=k, threshold=threshold, metric=metric, mode=mode,
+                         filter=metadata_filter(filters), source=source_prefix(source))
     if as_json:
         emit_json({"query": query, "results": [h.as_dict() for h in hits]})
     else:
@@ -272,8 +272,8 @@ def ask(
     with knowledge_base() as kb:
         streamed = not as_json and kb.settings.llm_configured
         on_token = (lambda t: out.print(escape(t), end="")) if streamed else None
-        result = kb.ask(question, k=k, threshold=threshold, on_token=on_token, mode=mode, filter=metadata_filter(filters),
-                        source=source_prefix(source))
+        result = kb.ask(question, k=k, threshold=threshold, on_token=on_token, mode=mode,
+                        filter=metadata_filter(filters), source=source_prefix(source))
     if as_json:
         emit_json(result.as_dict())
         return
