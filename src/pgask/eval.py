@@ -204,7 +204,7 @@ def evaluate(
     import ir_measures
 
     measures = _measures()
-    embeddings = {qid: kb.embedder.embed_query(text) for qid, text in judged.queries.items()}
+    embeddings = {qid: kb.embedder.embed_query(text) for qid, text in judged.queries.items() if text.strip()}
     rows = []
     for mode in modes:
         if progress:
@@ -212,7 +212,8 @@ def evaluate(
         started = time.perf_counter()
         run: dict[str, dict[str, float]] = {}
         for qid, text in judged.queries.items():
-            hits = kb.search(text, k=DEPTH, mode=mode, embedding=embeddings[qid])
+            # an empty question finds nothing (and scores 0) rather than stopping the run
+            hits = kb.search(text, k=DEPTH, mode=mode, embedding=embeddings[qid]) if qid in embeddings else []
             # BEIR's convention: a document with the question's own id is not an answer to it
             ranked = [d for d in ranked_documents(hits, document_of, DEPTH) if d != qid]
             run[qid] = {doc: float(len(ranked) - rank) for rank, doc in enumerate(ranked)}

@@ -160,8 +160,8 @@ def chunk_document(
     """
     if chunk_tokens == 0:
         text = doc.text.strip()
-        if text:
-            yield Chunk(0, doc.title, text, len(token_offsets([text])[0]))
+        if text or doc.title:  # a record may be all title
+            yield Chunk(0, doc.title, text, len(token_offsets([text])[0]) if text else 0)
         return
     if doc.format == "markdown":
         sections = markdown_sections(doc.text, doc.title)
