@@ -53,3 +53,16 @@ def test_long_heading_is_cut_to_half_the_model_input(embedder):
     doc = Document("y.txt", "word " * 400, "Body text here.", "text")
     chunks = list(chunk_document(doc, embedder.token_offsets, max_tokens=embedder.max_tokens))
     assert len(embedder.token_offsets([chunks[0].embed_text])[0]) <= embedder.max_tokens
+
+
+def test_chunk_tokens_zero_keeps_each_document_whole(embedder):
+    long_text = "Sentence about replication slots and write-ahead logs. " * 80  # beyond the model's 256 tokens
+    [chunk] = chunk_document(Document("a", "Slots", long_text, "markdown"), embedder.token_offsets,
+                             max_tokens=embedder.max_tokens, chunk_tokens=0)
+    assert (chunk.heading, chunk.content) == ("Slots", long_text.strip())
+    assert chunk.token_count > embedder.max_tokens
+    [title_only] = chunk_document(Document("b", "Only a title", "", "text"), embedder.token_offsets,
+                                  max_tokens=embedder.max_tokens, chunk_tokens=0)
+    assert (title_only.embed_text.strip(), title_only.token_count) == ("Only a title", 0)
+    assert list(chunk_document(Document("c", "", "  ", "text"), embedder.token_offsets,
+                               max_tokens=embedder.max_tokens, chunk_tokens=0)) == []

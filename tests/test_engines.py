@@ -31,22 +31,44 @@ def tables(stmts: list[str]) -> dict[str, list[str]]:
     return found
 
 
+DISTRIBUTION_STATEMENT = re.compile(
+    r"(SET LOCAL citus\.|SELECT create_(distributed|reference)_table|ALTER TABLE .* SET DISTRIBUTED)")
+# BM25 statistics: trigger-kept tables on PostgreSQL, counted at search time on distributed engines
+KEYWORD_STATISTICS = re.compile(r".*\b(keyword_terms|keyword_stats\w*|keyword_totals|keyword_document_frequencies)\b")
+
+
 def shared_part(stmts: list[str]) -> list[str]:
-    distribution = re.compile(r"(SET LOCAL citus\.|SELECT create_(distributed|reference)_table|ALTER TABLE .* SET DISTRIBUTED)")
-    return [s for s in stmts if not distribution.match(s)]
+    return [s for s in stmts if not DISTRIBUTION_STATEMENT.match(s) and not KEYWORD_STATISTICS.match(s)]
 
 
 def test_the_same_statements_run_on_every_engine_but_the_distribution():
     base = statements("postgres")
-    assert set(tables(base)) == {"settings", "documents", "chunks", "usage", "query_cache"}
+    assert set(tables(base)) == {"settings", "documents", "chunks", "usage", "query_cache", "keyword_terms",
+                                 "keyword_stats"}
     assert tables(base)["chunks"] == [["document_id", "id"]] and tables(base)["documents"] == [["id"]]
     for engine in ENGINES:
-        # the same tables, functions and queries on every engine; only the distribution differs
-        assert shared_part(statements(engine)) == base
+        # the same tables, functions and queries on every engine; only the distribution and the
+        # way BM25 statistics are kept differ
+        assert shared_part(statements(engine)) == shared_part(base)
+
+
+@pytest.mark.parametrize("engine", sorted(DISTRIBUTION))
+def test_distributed_engines_count_keyword_statistics_without_triggers(engine):
+    stmts = statements(engine)
+    assert not [s for s in stmts if "TRIGGER" in s]  # no triggers on distributed tables
+    assert set(tables(stmts)) == {"settings", "documents", "chunks", "usage", "query_cache"}
+    defined = {m.group(1) for s in stmts if (m := re.match(r'CREATE OR REPLACE FUNCTION "kb"\.(\w+)', s))}
+    assert {"keyword_totals", "keyword_document_frequencies", "keyword_search"} <= defined
+
+
+def test_postgres_keeps_keyword_statistics_with_statement_triggers():
+    stmts = statements("postgres")
+    triggers = [s for s in stmts if s.startswith("CREATE TRIGGER")]
+    assert triggers and all('ON "kb".chunks' in s and "FOR EACH STATEMENT" in s for s in triggers)
 
 
 def test_postgres_script_has_no_distribution():
-    assert shared_part(statements("postgres")) == statements("postgres")
+    assert not [s for s in statements("postgres") if DISTRIBUTION_STATEMENT.match(s)]
 
 
 def test_citus_distributes_documents_and_chunks_colocated_and_references_the_rest():
@@ -74,14 +96,17 @@ def test_citus_distributes_documents_and_chunks_colocated_and_references_the_res
     # propagating the functions after parallel shard creation needs sequential mode, set before it
     first_call = next(i for i, s in enumerate(stmts) if s.startswith("SELECT create_"))
     assert stmts[first_call - 1] == "SET LOCAL citus.multi_shard_modify_mode TO 'sequential'"
-    assert stmts.index(next(s for s in stmts if "FUNCTION" in s)) > first_call
+    # (all but lexeme_occurrences, which chunks.fts_length needs: created with the tables, before any shard)
+    later = [s for s in stmts if "FUNCTION" in s and ".lexeme_occurrences(" not in s]
+    assert stmts.index(later[0]) > first_call
+    assert stmts.index(next(s for s in stmts if ".lexeme_occurrences(" in s)) < first_call
 
 
 @pytest.mark.parametrize("engine", ["greenplum", "cloudberry"])
 def test_greenplum_and_cloudberry_distribute_by_the_document_key(engine):
     stmts = statements(engine)
     policies = dict(re.findall(r'^ALTER TABLE "kb"\.(\w+) SET (DISTRIBUTED .+)$', s)[0]
-                    for s in stmts if s.startswith("ALTER TABLE"))
+                    for s in stmts if DISTRIBUTION_STATEMENT.match(s))
     assert policies == {"settings": "DISTRIBUTED REPLICATED", "usage": "DISTRIBUTED RANDOMLY",
                         "query_cache": "DISTRIBUTED BY (text_hash)", "documents": "DISTRIBUTED BY (id)", "chunks": "DISTRIBUTED BY (document_id)"}
     # a hash-distributed table's unique keys must contain the distribution key
@@ -90,7 +115,7 @@ def test_greenplum_and_cloudberry_distribute_by_the_document_key(engine):
             assert keys and all(m.group(1) in key for key in keys), table
     # the policies are set once the tables exist, before any row is written
     last_create = max(i for i, s in enumerate(stmts) if s.startswith("CREATE TABLE"))
-    first_alter = min(i for i, s in enumerate(stmts) if s.startswith("ALTER TABLE"))
+    first_alter = min(i for i, s in enumerate(stmts) if DISTRIBUTION_STATEMENT.match(s))
     first_insert = min(i for i, s in enumerate(stmts) if s.startswith("INSERT"))
     assert last_create < first_alter < first_insert
     # nothing from Citus

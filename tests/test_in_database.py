@@ -56,7 +56,7 @@ def test_ask_in_the_database_answers_as_pgask_ask(kb, corpus, plpy):
     assert (answer, mode) == (expected.answer, "extractive")
     assert json.loads(sources) == json.loads(json.dumps(expected.as_dict()["sources"]))
     assert json.loads(sources)[0]["source"].endswith("garden.md")
-    assert list(GD["pgask"]) == [("embedder", kb.embedder.name), ("nearest", kb.schema)]
+    assert list(GD["pgask"]) == [("embedder", kb.embedder.name), ("search", kb.schema, "hybrid")]
 
     [(_, mode, sources)] = ask(plpy, GD, kb.schema, "Who won the football world cup in 1966?")
     assert (mode, json.loads(sources)) == ("none", [])

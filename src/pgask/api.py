@@ -15,7 +15,7 @@ import logging
 import secrets
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import chain
 from typing import Any, Iterator, Literal
@@ -82,7 +82,7 @@ class AskRequest(Strict):
 
 @dataclass
 class Source(Hit):
-    n: int  # the number answers cite as [n]
+    n: int = field(kw_only=True)  # the number answers cite as [n]
 
 
 class SearchResponse(BaseModel):

@@ -115,6 +115,67 @@ class IngestProgress:
             self.bar.stop()
 
 
+class QueryProgress:
+    """A Rich progress bar on stderr per evaluated mode: questions answered."""
+
+    def __init__(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(TextColumn("[bold]{task.description}[/bold]"), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), console=err, transient=True)
+        self.task = None
+
+    def start(self, mode: str, total: int) -> None:
+        self.bar.start()
+        self.task = self.bar.add_task(f"eval {mode}", total=total)
+
+    def advance(self) -> None:
+        self.bar.update(self.task, advance=1)
+
+    def stop(self) -> None:
+        self.bar.stop()
+
+
+def metadata_filter(pairs: List[str]) -> dict | None:
+    """--filter key=value pairs -> the JSON object document metadata must contain."""
+    wanted: dict = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--filter")
+        if key in wanted:
+            raise typer.BadParameter(f"{key!r} is given twice; for several values give a JSON array, "
+                                     f"{key}='[\"a\", \"b\"]'", param_hint="--filter")
+        try:
+            wanted[key] = json.loads(text)
+        except json.JSONDecodeError:
+            wanted[key] = text
+    return wanted or None
+
+
+def source_prefix(prefix: Optional[str]) -> Optional[str]:
+    """A relative path prefix as stored (absolute); prefixes of other sources (table:, beir:) as given."""
+    if not prefix or re.match(r"^[A-Za-z][\w+.-]*:", prefix):
+        return prefix or None
+    resolved = os.path.abspath(os.path.expanduser(prefix))
+    return resolved + "/" if prefix.endswith("/") and resolved != "/" else resolved
+
+
+def check_filters(pairs: List[str]) -> List[str]:
+    """Bad --filter values are usage errors (exit 2), found while the command line is parsed."""
+    metadata_filter(pairs)
+    return pairs
+
+
+ModeOption = typer.Option(None, "--mode", help="vector, keyword or hybrid (default: hybrid, PGASK_SEARCH_MODE).")
+FilterOption = typer.Option([], "--filter", metavar="KEY=VALUE", callback=check_filters,
+                            help="Only documents whose metadata has KEY=VALUE; VALUE is JSON if it parses "
+                                 "as JSON (42, true, [\"a\"]), else text (repeatable).")
+SourceOption = typer.Option(None, "--source", metavar="PREFIX",
+                            help="Only documents whose source starts with PREFIX (a relative path is taken "
+                                 "from the current folder).")
+
+
 @app.command()
 @handle_errors
 def init(
@@ -306,7 +367,7 @@ def sync_round(kb, tables: List[str], full: bool, source_url: Optional[str], as_
 
 def _print_hits(hits, query: str) -> None:
     if not hits:
-        out.print("no passages above the similarity threshold")
+        out.print("no matching passages")
         return
     for rank, hit in enumerate(hits, 1):
         snippet = " ".join(hit.content.split())
@@ -324,11 +385,15 @@ def search(
     k: int = typer.Option(5, "-k", "--k", min=1, max=1000, help="How many passages."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Minimum cosine similarity (default: none)."),
     metric: str = typer.Option("cosine", "--metric", help="cosine (<=>), l2 (<->) or ip (<#>)."),
+    mode: Optional[str] = ModeOption,
+    filters: List[str] = FilterOption,
+    source: Optional[str] = SourceOption,
     as_json: bool = JsonOption,
 ):
-    """The passages closest to QUERY, best first."""
+    """The passages that best match QUERY, best first."""
     with knowledge_base() as kb:
-        hits = kb.search(query, k=k, threshold=threshold, metric=metric)
+        hits = kb.search(query, k=k, threshold=threshold, metric=metric, mode=mode,
+                         filter=metadata_filter(filters), source=source_prefix(source))
     if as_json:
         emit_json({"query": query, "results": [h.as_dict() for h in hits]})
     else:
@@ -369,13 +434,17 @@ def ask(
     question: str = typer.Argument(..., help="A question about your documents."),
     k: int = KOption,
     threshold: Optional[float] = ThresholdOption,
+    mode: Optional[str] = ModeOption,
+    filters: List[str] = FilterOption,
+    source: Optional[str] = SourceOption,
     as_json: bool = JsonOption,
 ):
     r"""Answer QUESTION from the documents, citing them as \[n]."""
     with knowledge_base() as kb:
         streamed = not as_json and kb.settings.llm_configured
         on_token = (lambda t: out.print(escape(t), end="")) if streamed else None
-        result = kb.ask(question, k=k, threshold=threshold, on_token=on_token)
+        result = kb.ask(question, k=k, threshold=threshold, on_token=on_token, mode=mode,
+                        filter=metadata_filter(filters), source=source_prefix(source))
     if as_json:
         emit_json(result.as_dict())
     else:
@@ -456,6 +525,51 @@ def index(
     else:
         extra = f"lists={info['lists']}" if info["type"] == "ivfflat" else f"m={info['m']}, ef_construction={info['ef_construction']}"
         out.print(f"built {info['type']} index {info['name']} on {info['rows']} chunks ({extra}); analyzed")
+
+
+@app.command(name="eval")
+@handle_errors
+def evaluate(
+    path: Path = typer.Argument(..., help="A BEIR dataset folder (corpus.jsonl, queries.jsonl, qrels/), or a "
+                                          "JSON-lines file of your own questions and their expected sources."),
+    mode: str = typer.Option("all", "--mode", help="vector, keyword, hybrid or all."),
+    split: str = typer.Option("test", "--split", help="BEIR: which qrels/<split>.tsv to evaluate."),
+    as_json: bool = JsonOption,
+):
+    """Measure retrieval: nDCG@10, Recall@100 and MRR@10 per search mode."""
+    from . import eval as evaluation
+
+    modes = evaluation.modes_for(mode)
+    progress = QueryProgress()
+    if path.is_dir():
+        from .config import load_settings
+
+        ingest_progress = IngestProgress()
+        try:
+            rows = evaluation.evaluate_beir(
+                load_settings(), path, split=split, modes=modes, ingest_progress=ingest_progress,
+                query_progress=progress, notify=lambda message: err.print(f"[dim]{escape(message)}[/dim]"))
+        finally:
+            ingest_progress.stop()
+            progress.stop()
+    elif path.is_file():
+        with knowledge_base() as kb:
+            try:
+                rows = evaluation.evaluate_questions(kb, path, modes=modes, progress=progress)
+            finally:
+                progress.stop()
+    else:
+        raise PgaskError(f"no such file or directory: {path}")
+    if as_json:
+        emit_json(rows)
+        return
+    from rich.table import Table
+
+    table = Table("dataset", "mode", "nDCG@10", "Recall@100", "MRR@10", "queries", "seconds")
+    for row in rows:
+        table.add_row(row["dataset"], row["mode"], f"{row['ndcg@10']:.4f}", f"{row['recall@100']:.4f}",
+                      f"{row['mrr@10']:.4f}", str(row["queries"]), f"{row['seconds']:.1f}")
+    out.print(table)
 
 
 def _distribution_rows(info: dict) -> list[tuple[str, str]]:

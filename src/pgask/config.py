@@ -63,6 +63,7 @@ class Settings:
     openai_api_key: Secret | None = None
     api_token: Secret | None = None
     text_search_config: str = "english"
+    search_mode: str = "hybrid"  # vector | keyword | hybrid: hybrid measured best (README, Retrieval quality)
     top_k: int = 5
     # Cosine similarity below which a passage is treated as unrelated to the question.
     # Calibrated on all-MiniLM-L6-v2: unrelated questions score < 0.3 against technical docs.
@@ -106,6 +107,7 @@ ENV = {
     "OPENAI_API_KEY": "openai_api_key",
     "PGASK_API_TOKEN": "api_token",
     "PGASK_TEXT_SEARCH_CONFIG": "text_search_config",
+    "PGASK_SEARCH_MODE": "search_mode",
     "PGASK_TOP_K": "top_k",
     "PGASK_THRESHOLD": "threshold",
     "PGASK_CHUNK_TOKENS": "chunk_tokens",

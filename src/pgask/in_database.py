@@ -17,16 +17,18 @@ from .answer import compose
 from .config import load_settings
 from .embed import Embedder, configured_embedder
 from .errors import PgaskError
-from .search import Hit
+from .search import Hit, check_mode
 
-# The chunks nearest $1, best first, as pgask search returns them (cosine distance).
-# The metadata comes as text: PL/Python hands jsonb over as a string unless a transform is installed.
-NEAREST = """SELECT n.document_id, n.id, d.source, d.title, n.heading, n.content, 1 - n.distance AS similarity,
-       d.metadata::text AS metadata
-FROM (SELECT document_id, id, heading, content, embedding <=> $1 AS distance
-      FROM {s}.chunks ORDER BY embedding <=> $1 LIMIT $2) n
-JOIN {s}.documents d ON d.id = n.document_id
-ORDER BY n.distance, n.document_id, n.id"""
+# The passages pgask ask would use, by the knowledge base's search mode: the same SQL functions
+# kb.search calls ($1 question, $2 its vector, $3 how many). The metadata comes as text:
+# PL/Python hands jsonb over as a string unless a transform is installed.
+SEARCH_CALLS = {
+    "vector": "vector_search($2, $3)",
+    "keyword": "keyword_search($1, $3, query_embedding => $2)",
+    "hybrid": "hybrid_search($1, $2, $3)",
+}
+SEARCH = ("SELECT document_id, chunk_id, source, title, heading, content, similarity, score, "
+          "metadata::text AS metadata FROM {s}.{call}")
 
 
 def _built_with(plpy, schema: str) -> str | None:
@@ -74,11 +76,14 @@ def ask(plpy, GD: dict, schema: str, question: str) -> list[tuple[str, str, str]
         embedder = _embedder(GD, model)
         vector = embedder.embed_query(question)
         cache = GD.setdefault("pgask", {})
-        if ("nearest", schema) not in cache:
-            cache[("nearest", schema)] = plpy.prepare(NEAREST.format(s=plpy.quote_ident(schema)), ["vector", "integer"])
-        rows = plpy.execute(cache[("nearest", schema)], [vector_literal([float(x) for x in vector]), settings.top_k])
-        hits = [Hit(r["document_id"], r["id"], r["source"], r["title"], r["heading"], r["content"], r["similarity"],
-                    metadata=json.loads(r["metadata"])) for r in rows]
+        mode = check_mode(settings.search_mode)
+        if ("search", schema, mode) not in cache:
+            statement = SEARCH.format(s=plpy.quote_ident(schema), call=SEARCH_CALLS[mode])
+            cache[("search", schema, mode)] = plpy.prepare(statement, ["text", "vector", "integer"])
+        rows = plpy.execute(cache[("search", schema, mode)],
+                            [question, vector_literal([float(x) for x in vector]), settings.top_k])
+        hits = [Hit(r["document_id"], r["chunk_id"], r["source"], r["title"], r["heading"], r["content"],
+                    r["similarity"], r["score"], metadata=json.loads(r["metadata"])) for r in rows]
         hits = [h for h in hits if h.similarity >= settings.threshold]
         result = compose(question, vector, hits, embed=embedder.embed_documents, settings=settings)
     except PgaskError as exc:

@@ -448,15 +448,27 @@ class KnowledgeBase:
                                    on_call=lambda call: calls.append(self.ledger.record(call)))
 
     def search(self, query: str, *, k: int | None = None, threshold: float | None = None,
-               metric: str = "cosine") -> list[Hit]:
-        """The passages closest to `query`, best first (all k of them unless a threshold is given)."""
+               metric: str = "cosine", mode: str | None = None, filter: dict | None = None,
+               source: str | None = None, embedding=None) -> list[Hit]:
+        """The passages that best match `query`, best first (all k of them unless a threshold is given).
+
+        mode: vector, keyword or hybrid (default: the `search_mode` setting); filter: documents
+        whose metadata contains this object; source: documents whose source starts with this;
+        embedding: the query's vector, when already computed.
+        """
         self._require_schema()
         if not query or not query.strip():
             raise PgaskError("the query is empty")
-        vector = self._embed_query(query, [])
+        return self._retrieve(query, embedding=embedding, k=k or self.settings.top_k, threshold=threshold,
+                              metric=metric, mode=mode, filter=filter, source=source)
+
+    def _retrieve(self, query: str, *, embedding=None, mode: str | None, calls: list[Call] | None = None,
+                  **options) -> list[Hit]:
+        mode = searching.check_mode(mode or self.settings.search_mode)
+        if embedding is None:
+            embedding = self._embed_query(query, [] if calls is None else calls)
         with self.connection() as conn:
-            return searching.vector_search(conn, self.schema, vector, k=k or self.settings.top_k, metric=metric,
-                                           threshold=threshold)
+            return searching.search(conn, self.schema, query, embedding, mode=mode, **options)
 
     def ask(
         self,
@@ -467,11 +479,15 @@ class KnowledgeBase:
         threshold: float | None = None,
         on_token: Callable[[str], None] | None = None,
         on_question: Callable[[str], None] | None = None,
+        mode: str | None = None,
+        filter: dict | None = None,
+        source: str | None = None,
     ) -> answering.Answer:
         """A cited answer: by the chat model when one is configured, else extractive.
 
         With `history` (earlier {"role", "content"} messages) a follow-up question is first made
         standalone; `on_question` is told the question that is searched for, before the search.
+        mode, filter and source choose the passages as for `search`.
         """
         self._require_schema()
         if not question or not question.strip():
@@ -481,11 +497,8 @@ class KnowledgeBase:
         if on_question:
             on_question(standalone)
         vector = self._embed_query(standalone, calls)
-        with self.connection() as conn:
-            hits = searching.vector_search(
-                conn, self.schema, vector, k=k or self.settings.top_k,
-                threshold=self.settings.threshold if threshold is None else threshold,
-            )
+        hits = self._retrieve(standalone, embedding=vector, k=k or self.settings.top_k, mode=mode, filter=filter,
+                              source=source, threshold=self.settings.threshold if threshold is None else threshold)
         result = answering.compose(standalone, vector, hits, embed=lambda texts: self._embed_texts(texts, calls),
                                    settings=self.settings, on_token=on_token)
         if result.mode == "llm":
@@ -598,6 +611,12 @@ class KnowledgeBase:
             return summary_of([], since)
         with self.connection() as conn:
             return summarise(conn, self.schema, since)
+
+    def sources(self) -> list[str]:
+        """Sources of all stored documents."""
+        self._require_schema()
+        with self.connection() as conn:
+            return store.all_sources(conn, self.schema)
 
     # --- indexes and status ---------------------------------------------------------------------
 

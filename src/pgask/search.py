@@ -1,7 +1,9 @@
-"""Retrieval: the chunks nearest a question, and the ANN indexes that make it fast.
+"""Retrieval: the chunks that best answer a question, and the ANN indexes that make it fast.
 
-Every vector query orders by the distance operator itself and filters afterwards, so that an
-HNSW or IVFFlat index on that operator's opclass can serve the ORDER BY ... LIMIT.
+Three modes, each one SQL function in the database (db/sql/search.sql), so that SQL users get
+what pgask shows: `vector` (nearest embeddings), `keyword` (BM25 over the chunks' tsvector) and
+`hybrid` (both, fused by reciprocal rank). Every mode can be restricted to documents whose
+metadata contains a JSON object and whose source starts with a prefix.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import psycopg
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
 from .db.schema import INDEX_MAX_DIMS, render
 from .errors import PgaskError
@@ -22,7 +25,11 @@ METRICS = {
     "l2": "<->",
     "ip": "<#>",
 }
+MODES = ("vector", "keyword", "hybrid")
 INDEX_TYPES = ("hnsw", "ivfflat")
+# Hybrid search fuses the top HYBRID_CANDIDATES (or k, if more) of each ranking: the window
+# Elasticsearch's reciprocal rank fusion uses by default.
+HYBRID_CANDIDATES = 100
 
 
 @dataclass
@@ -33,7 +40,8 @@ class Hit:
     title: str
     heading: str
     content: str
-    similarity: float  # cosine similarity (stored vectors are unit length, so every metric maps to it)
+    similarity: float  # cosine similarity to the question, whatever the mode and metric
+    score: float | None = None  # the mode's own score: similarity, BM25, or reciprocal rank fusion
     # keyword-only, so that subclasses (api.Source) may add fields without defaults
     metadata: dict = field(default_factory=dict, kw_only=True)
 
@@ -48,46 +56,59 @@ class Hit:
         return dict(asdict(self), table_row=self.table_row)
 
 
-def similarity(metric: str, distance: float) -> float:
-    """Cosine similarity from a pgvector distance between unit vectors."""
-    if metric == "cosine":
-        return 1.0 - distance
-    if metric == "ip":
-        return -distance  # <#> is the negative inner product
-    return 1.0 - distance * distance / 2.0  # |a-b|^2 = 2 - 2cos for unit vectors
-
-
 def check_metric(metric: str) -> str:
     if metric not in METRICS:
         raise PgaskError(f"unknown metric {metric!r}: use one of {', '.join(METRICS)}")
     return METRICS[metric]
 
 
-def vector_search(
+def check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise PgaskError(f"unknown search mode {mode!r}: use one of {', '.join(MODES)}")
+    return mode
+
+
+def search(
     conn: psycopg.Connection,
     schema: str,
+    query: str,
     embedding: np.ndarray,
     *,
+    mode: str = "hybrid",
     k: int = 5,
     metric: str = "cosine",
     threshold: float | None = None,
+    filter: dict | None = None,
+    source: str | None = None,
 ) -> list[Hit]:
-    """The k chunks nearest `embedding`, best first, dropping those below `threshold` similarity."""
-    operator = check_metric(metric)
-    s = sql.Identifier(schema)
-    query = sql.SQL(
-        """SELECT n.document_id, n.id, d.source, d.title, n.heading, n.content, n.distance, d.metadata
-           FROM (SELECT document_id, id, heading, content, embedding {op} %(q)s AS distance
-                 FROM {s}.chunks ORDER BY embedding {op} %(q)s LIMIT %(k)s) n
-           JOIN {s}.documents d ON d.id = n.document_id
-           ORDER BY n.distance, n.document_id, n.id"""
-    ).format(op=sql.SQL(operator), s=s)
+    """The k best chunks for `query` (text) / `embedding` (its vector), best first.
+
+    `filter` keeps documents whose metadata contains it (jsonb @>), `source` those whose source
+    starts with it; `threshold` drops hits below that cosine similarity.
+    """
+    check_mode(mode)
+    check_metric(metric)
+    if filter is not None and not isinstance(filter, dict):
+        raise PgaskError("a metadata filter must be a JSON object, such as {\"format\": \"pdf\"}")
+    params = {"query": query, "embedding": np.asarray(embedding, dtype=np.float32), "k": k,
+              "filter": Jsonb(filter or {}), "source": source or None, "metric": metric,
+              "candidates": HYBRID_CANDIDATES}
+    call = {
+        "vector": "vector_search(%(embedding)s, %(k)s, %(filter)s, %(source)s, %(metric)s)",
+        "keyword": "keyword_search(%(query)s, %(k)s, %(filter)s, %(source)s, %(embedding)s)",
+        "hybrid": "hybrid_search(%(query)s, %(embedding)s, %(k)s, candidates => %(candidates)s, "
+                  "filter => %(filter)s, source_prefix => %(source)s, metric => %(metric)s)",
+    }[mode]
+    statement = sql.SQL(
+        "SELECT document_id, chunk_id, source, title, heading, content, similarity, score, metadata FROM {}." + call
+    ).format(sql.Identifier(schema))
+    depth = max(k, HYBRID_CANDIDATES) if mode == "hybrid" else k
     with conn.transaction():
-        # HNSW returns at most ef_search rows; ask for enough candidates for k
-        conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(max(40, 2 * k))))
+        # HNSW returns at most ef_search rows per scan (1000 at most); ask for enough candidates
+        conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(min(1000, max(40, 2 * depth)))))
         conn.execute("SET LOCAL ivfflat.probes = 10")
-        rows = conn.execute(query, {"q": np.asarray(embedding, dtype=np.float32), "k": k}).fetchall()
-    hits = [Hit(r[0], r[1], r[2], r[3], r[4], r[5], similarity(metric, float(r[6])), metadata=r[7]) for r in rows]
+        rows = conn.execute(statement, params).fetchall()
+    hits = [Hit(*row[:8], metadata=row[8]) for row in rows]
     if threshold is not None:
         hits = [h for h in hits if h.similarity >= threshold]
     return hits

@@ -10,7 +10,7 @@ from psycopg.types.json import Jsonb
 
 from ..errors import ModelMismatch, PgaskError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: keyword statistics for BM25, search functions
 
 # The most dimensions pgvector's HNSW and IVFFlat indexes take, by column type.
 INDEX_MAX_DIMS = {"vector": 2000, "halfvec": 4000}
@@ -69,13 +69,18 @@ def install_script(schema: str, *, engine: str, model: str, dim: int, ts_config:
     PL/Python functions (which install themselves only where plpython3u is available)."""
     if engine not in ENGINES:
         raise PgaskError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
-    steps = [render("schema.sql", schema, dim=dim, ts_config=ts_config, vector_type=sql.SQL(vector_type))]
+    steps = [render("schema.sql", schema, dim=dim, ts_config=ts_config, vector_type=sql.SQL(vector_type)),
+             render("keyword_length.sql", schema, ts_config=ts_config)]
     if engine in DISTRIBUTION:
         steps.append(render(DISTRIBUTION[engine], schema, schema_name=schema))
     steps += [
+        # BM25 statistics: kept by triggers on PostgreSQL, counted at search time where tables are distributed
+        render("keyword_stats_scan.sql" if engine in DISTRIBUTION else "keyword_stats.sql", schema,
+               schema_name=schema),
         render("settings.sql", schema, embedding=Jsonb({"model": model, "dim": dim, "type": vector_type}),
                schema_version=Jsonb(SCHEMA_VERSION), text_search_config=Jsonb(ts_config)),
         render("functions.sql", schema),
+        render("search.sql", schema, schema_name=schema),
         render("plpython.sql", schema, schema_name=schema),
     ]
     return steps
@@ -97,13 +102,17 @@ def create(conn: psycopg.Connection, schema: str, *, model: str, dim: int, ts_co
 
 
 def upgrade(conn: psycopg.Connection, schema: str, engine: str) -> None:
-    """Complete a knowledge base built by an earlier version (it lacks the query cache) by running
-    the idempotent install again with what it was built with."""
-    if not conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{schema}.query_cache",)).fetchone()[0]:
-        settings = read_settings(conn, schema)
-        built = settings["embedding"]
-        create(conn, schema, model=built["model"], dim=built["dim"], ts_config=settings["text_search_config"],
-               engine=engine)
+    """Bring a knowledge base made by an earlier pgask up to SCHEMA_VERSION (one transaction):
+    the idempotent install runs again with what it was built with (adding the query cache, the
+    keyword statistics and the search functions), then the version is recorded."""
+    settings = read_settings(conn, schema)
+    has_cache = conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{schema}.query_cache",)).fetchone()[0]
+    if has_cache and settings.get("schema_version", 1) >= SCHEMA_VERSION:
+        return
+    built = settings["embedding"]
+    create(conn, schema, model=built["model"], dim=built["dim"], ts_config=settings["text_search_config"],
+           engine=engine)
+    write_setting(conn, schema, "schema_version", SCHEMA_VERSION)
 
 
 def functions(conn: psycopg.Connection, schema: str) -> list[str]:

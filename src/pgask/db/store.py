@@ -148,3 +148,8 @@ def count_under(conn: psycopg.Connection, schema: str, prefixes: Sequence[str]) 
     condition, params = _under(prefixes)
     query = sql.SQL("SELECT count(*) FROM {}.documents WHERE {}").format(sql.Identifier(schema), condition)
     return conn.execute(query, params).fetchone()[0]
+
+
+def all_sources(conn: psycopg.Connection, schema: str) -> list[str]:
+    query = sql.SQL("SELECT source FROM {}.documents ORDER BY source").format(sql.Identifier(schema))
+    return [row[0] for row in conn.execute(query)]

@@ -152,7 +152,17 @@ def chunk_document(
     chunk_tokens: int = 200,
     overlap_tokens: int = 32,
 ) -> Iterator[Chunk]:
-    """Chunks of one document; `max_tokens` is the model's input limit (path and text together)."""
+    """Chunks of one document; `max_tokens` is the model's input limit (path and text together).
+
+    chunk_tokens=0 keeps each document whole, as one chunk under its title: for corpora of short
+    records (abstracts, tickets). Keyword search reads all of it; the model reads its first
+    `max_tokens` tokens, as retrieval benchmarks embed documents.
+    """
+    if chunk_tokens == 0:
+        text = doc.text.strip()
+        if text or doc.title:  # a record may be all title
+            yield Chunk(0, doc.title, text, len(token_offsets([text])[0]) if text else 0)
+        return
     if doc.format == "markdown":
         sections = markdown_sections(doc.text, doc.title)
     else:

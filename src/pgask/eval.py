@@ -1,0 +1,272 @@
+"""Retrieval quality: nDCG@10, Recall@100 and MRR@10 (computed by ir-measures) of the documents
+pgask retrieves, on a BEIR-format dataset or on your own questions about the knowledge base.
+
+A BEIR dataset (corpus.jsonl, queries.jsonl, qrels/<split>.tsv) is ingested into a knowledge
+base of its own (schema eval_<name>, reused on the next run). Chunk hits count for their
+document, at the rank of its best chunk.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Protocol, Sequence
+
+from .config import Settings
+from .errors import PgaskError
+from .ingest.loaders import Document
+from .kb import KnowledgeBase
+from .search import MODES, Hit
+
+DEPTH = 100  # documents retrieved per question: enough for Recall@100
+
+
+def _measures() -> dict:
+    from ir_measures import RR, R, nDCG
+
+    return {"ndcg@10": nDCG @ 10, "recall@100": R @ 100, "mrr@10": RR @ 10}
+
+
+@dataclass
+class Judged:
+    """Questions and, for each, the documents that answer it (graded relevance > 0)."""
+
+    name: str
+    queries: dict[str, str]  # query id -> text
+    qrels: dict[str, dict[str, int]]  # query id -> document id -> relevance
+
+
+class QueryProgress(Protocol):
+    def start(self, mode: str, total: int) -> None: ...
+    def advance(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+def read_jsonl(path: Path) -> Iterator[dict]:
+    """Objects of a JSON-lines file; a bad line is an error that names the file and the line."""
+    try:
+        with path.open(encoding="utf-8") as fh:
+            for number, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise PgaskError(f"{path}, line {number}: not JSON ({exc.msg})") from exc
+                if not isinstance(record, dict):
+                    raise PgaskError(f"{path}, line {number}: expected a JSON object")
+                yield record
+    except OSError as exc:
+        raise PgaskError(f"cannot read {path}: {exc.strerror}") from exc
+
+
+def _field(record: dict, key: str, path: Path) -> str:
+    if key not in record:
+        raise PgaskError(f"{path}: a record has no {key!r} field: {json.dumps(record)[:120]}")
+    return str(record[key])
+
+
+# --- BEIR datasets ---------------------------------------------------------------------------------
+
+
+def dataset_name(folder: Path) -> str:
+    return folder.resolve().name
+
+
+def beir_schema(name: str) -> str:
+    """The schema a dataset's knowledge base lives in: eval_ and the name in lower-case identifier letters."""
+    return "eval_" + (re.sub(r"[^a-z0-9_]+", "_", name.lower()).strip("_") or "dataset")
+
+
+def beir_source(name: str, doc_id: str) -> str:
+    return f"beir:{name}/{doc_id}"
+
+
+def beir_settings(settings: Settings, name: str) -> Settings:
+    """The dataset's knowledge base: its own schema, and each document kept whole (chunk_tokens=0).
+
+    Published BEIR results embed title and text as one input that the model cuts at its length,
+    and match keywords against the whole text; one chunk per document, with the title as its
+    heading, is exactly that.
+    """
+    return settings.with_overrides(schema=beir_schema(name), chunk_tokens=0)
+
+
+def load_beir(folder: Path, split: str = "test") -> Judged:
+    for required in ("corpus.jsonl", "queries.jsonl"):
+        if not (folder / required).is_file():
+            raise PgaskError(f"{folder} is not a BEIR dataset: {required} is missing "
+                             "(expected corpus.jsonl, queries.jsonl and qrels/<split>.tsv)")
+    qrels_path = folder / "qrels" / f"{split}.tsv"
+    if not qrels_path.is_file():
+        splits = sorted(p.stem for p in (folder / "qrels").glob("*.tsv"))
+        raise PgaskError(f"{folder} has no qrels for split {split!r} (qrels/{split}.tsv); "
+                         f"available: {', '.join(splits) or 'none'}")
+    qrels: dict[str, dict[str, int]] = {}
+    with qrels_path.open(encoding="utf-8", newline="") as fh:
+        for row in csv.reader(fh, delimiter="\t"):
+            if len(row) < 3 or row[0] == "query-id":
+                continue
+            try:
+                relevance = int(row[2])
+            except ValueError as exc:
+                raise PgaskError(f"{qrels_path}: relevance {row[2]!r} is not a whole number") from exc
+            qrels.setdefault(row[0], {})[row[1]] = relevance
+    queries = {}
+    for record in read_jsonl(folder / "queries.jsonl"):
+        qid = _field(record, "_id", folder / "queries.jsonl")
+        if qid in qrels:
+            queries[qid] = _field(record, "text", folder / "queries.jsonl")
+    missing = set(qrels) - set(queries)
+    if missing:
+        raise PgaskError(f"{qrels_path} judges {len(missing)} queries that queries.jsonl does not have, "
+                         f"such as {sorted(missing)[0]!r}")
+    return Judged(dataset_name(folder), queries, qrels)
+
+
+def beir_documents(folder: Path, name: str) -> Iterator[Document]:
+    path = folder / "corpus.jsonl"
+    for record in read_jsonl(path):
+        yield Document(source=beir_source(name, _field(record, "_id", path)), title=str(record.get("title") or ""),
+                       text=_field(record, "text", path), format="text")
+
+
+# --- your own questions ----------------------------------------------------------------------------
+
+
+def load_questions(path: Path) -> Judged:
+    """{"question": ..., "source": ...} (or "sources": [...]) per line: which documents should answer it."""
+    queries, qrels = {}, {}
+    for number, record in enumerate(read_jsonl(path), 1):
+        question = record.get("question")
+        expected = record.get("sources", record.get("source"))
+        expected = [expected] if isinstance(expected, str) else expected
+        if not isinstance(question, str) or not question.strip() or not expected or \
+                not all(isinstance(s, str) and s for s in expected):
+            raise PgaskError(f"{path}, question {number}: expected "
+                             '{"question": "...", "source": "path/of/the/document"} (or "sources": [...])')
+        queries[str(number)] = question
+        qrels[str(number)] = {s: 1 for s in expected}
+    if not queries:
+        raise PgaskError(f"{path} has no questions")
+    return Judged(path.stem, queries, qrels)
+
+
+def source_matches(source: str, expected: str) -> bool:
+    """An expected source names a stored one exactly, as a path relative to the current folder,
+    or by its last path components (guide.md, docs/guide.md)."""
+    tail = expected.removeprefix("./")
+    return source in (expected, os.path.abspath(expected)) or source.endswith("/" + tail)
+
+
+def resolve_expected(judged: Judged, stored: Sequence[str]) -> Judged:
+    """Judgements on stored sources; an expected source that names no stored document is an error."""
+    qrels = {}
+    for qid, expected in judged.qrels.items():
+        resolved: dict[str, int] = {}
+        for name, relevance in expected.items():
+            found = [s for s in stored if source_matches(s, name)]
+            if not found:
+                raise PgaskError(f"expected source {name!r} (question {qid}) is not in the knowledge base: "
+                                 "give its path as `pgask search` shows it, or ingest it first")
+            resolved.update({s: relevance for s in found})
+        qrels[qid] = resolved
+    return Judged(judged.name, judged.queries, qrels)
+
+
+# --- running the questions -------------------------------------------------------------------------
+
+
+def ranked_documents(hits: Sequence[Hit], document_of: Callable[[str], str], limit: int) -> list[str]:
+    """Documents in the order of their best chunk."""
+    ranked: dict[str, None] = {}
+    for hit in hits:
+        ranked.setdefault(document_of(hit.source), None)
+        if len(ranked) == limit:
+            break
+    return list(ranked)
+
+
+def evaluate(
+    kb: KnowledgeBase,
+    judged: Judged,
+    modes: Sequence[str],
+    *,
+    document_of: Callable[[str], str] = lambda source: source,
+    progress: QueryProgress | None = None,
+) -> list[dict]:
+    """One row of measures per mode, averaged over every judged question (one with no hits scores 0)."""
+    import ir_measures
+
+    measures = _measures()
+    embeddings = {qid: kb.embedder.embed_query(text) for qid, text in judged.queries.items() if text.strip()}
+    rows = []
+    for mode in modes:
+        if progress:
+            progress.start(mode, len(judged.queries))
+        started = time.perf_counter()
+        run: dict[str, dict[str, float]] = {}
+        for qid, text in judged.queries.items():
+            # an empty question finds nothing (and scores 0) rather than stopping the run
+            hits = kb.search(text, k=DEPTH, mode=mode, embedding=embeddings[qid]) if qid in embeddings else []
+            # BEIR's convention: a document with the question's own id is not an answer to it
+            ranked = [d for d in ranked_documents(hits, document_of, DEPTH) if d != qid]
+            run[qid] = {doc: float(len(ranked) - rank) for rank, doc in enumerate(ranked)}
+            if progress:
+                progress.advance()
+        seconds = time.perf_counter() - started
+        if progress:
+            progress.stop()
+        totals = dict.fromkeys(measures.values(), 0.0)
+        for metric in ir_measures.iter_calc(list(measures.values()), judged.qrels, run):
+            totals[metric.measure] += metric.value
+        row = {"dataset": judged.name, "mode": mode}
+        row.update({key: round(totals[m] / len(judged.queries), 4) for key, m in measures.items()})
+        row.update(queries=len(judged.queries), seconds=round(seconds, 1))
+        rows.append(row)
+    return rows
+
+
+def modes_for(mode: str) -> list[str]:
+    if mode == "all":
+        return list(MODES)
+    if mode not in MODES:
+        raise PgaskError(f"unknown mode {mode!r}: use vector, keyword, hybrid or all")
+    return [mode]
+
+
+def evaluate_beir(
+    settings: Settings,
+    folder: Path,
+    *,
+    split: str = "test",
+    modes: Sequence[str] = MODES,
+    ingest_progress=None,
+    query_progress: QueryProgress | None = None,
+    notify: Callable[[str], None] = lambda message: None,
+) -> list[dict]:
+    """Ingest the dataset's corpus into its own knowledge base (unchanged documents are skipped),
+    then measure each mode on the split's questions."""
+    judged = load_beir(folder, split)
+    prefix = beir_source(judged.name, "")
+    with KnowledgeBase(beir_settings(settings, judged.name)) as kb:
+        report = kb.ingest_documents(beir_documents(folder, judged.name), prune_scope=[prefix.rstrip("/")],
+                                     progress=ingest_progress, notify=notify)
+        notify(f"corpus in schema {kb.schema}: {report.added} added, {report.updated} updated, "
+               f"{report.unchanged} unchanged, {report.deleted} deleted, {report.chunks} chunks "
+               f"embedded in {report.seconds:.1f}s")
+        return evaluate(kb, judged, modes, document_of=lambda source: source.removeprefix(prefix),
+                        progress=query_progress)
+
+
+def evaluate_questions(
+    kb: KnowledgeBase, path: Path, *, modes: Sequence[str] = MODES, progress: QueryProgress | None = None
+) -> list[dict]:
+    """Measure each mode on your own questions (JSON lines of question and expected source) against `kb`."""
+    judged = resolve_expected(load_questions(path), kb.sources())
+    return evaluate(kb, judged, modes, progress=progress)
