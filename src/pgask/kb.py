@@ -500,7 +500,9 @@ class KnowledgeBase:
         hits = self._retrieve(standalone, embedding=vector, k=k or self.settings.top_k, mode=mode, filter=filter,
                               source=source, threshold=self.settings.threshold if threshold is None else threshold)
         result = answering.compose(standalone, vector, hits, embed=lambda texts: self._embed_texts(texts, calls),
-                                   settings=self.settings, on_token=on_token)
+                                   settings=self.settings,
+                                   model=self.chat_model if self.settings.llm_configured else None,
+                                   on_token=on_token)
         if result.mode == "llm":
             calls.append(self._record_chat(result.usage))
         result.usage = dict(result.usage or {}, **sum_calls(calls))
@@ -543,8 +545,7 @@ class KnowledgeBase:
 
     @cached_property
     def chat_model(self) -> answering.ChatModel:
-        s = self.settings
-        return answering.ChatModel(model=s.llm_model, base_url=s.llm_base_url, api_key=s.openai_api_key)
+        return answering.ChatModel.from_settings(self.settings)
 
     def _record_chat(self, info: dict) -> Call:
         """A chat model call in the usage ledger."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import psycopg
 from pgvector.psycopg import register_vector
@@ -27,6 +27,30 @@ def mask_url(url: str) -> str:
     if "password" in params:
         params["password"] = "***"
     return make_conninfo(**params)
+
+
+def passwords_in(url: str) -> list[str]:
+    """The password of a URL or key=value string, as written and decoded, longest first."""
+    found: list[str] = []
+    if "://" in url:
+        try:
+            written = urlsplit(url).password
+        except ValueError:
+            written = None
+        found += [written, unquote(written)] if written else []
+        in_query = re.findall(r"password=([^&\s]+)", url)
+        found += in_query + [unquote(p) for p in in_query]
+    else:
+        found += [p.strip("'") for p in re.findall(r"password\s*=\s*('(?:[^'\\]|\\.)*'?|\S+)", url)]
+    return sorted({p for p in found if p}, key=len, reverse=True)
+
+
+def redact(message: str, url: str) -> str:
+    """A driver's message about `url` without its password: libpq quotes the parts of a URL it cannot
+    parse ("invalid percent-encoded token", "unexpected spaces"), which may be the password itself."""
+    for password in passwords_in(url):
+        message = message.replace(password, "***")
+    return message
 
 
 def ensure_vector(conn: psycopg.Connection) -> None:
@@ -62,12 +86,12 @@ def connect(url: str, *, autocommit: bool = False, vector: bool = True, hint: st
         conn = psycopg.connect(url, autocommit=autocommit, connect_timeout=10)
     except psycopg.OperationalError as exc:
         reason = " ".join(str(exc).split()).removeprefix("connection failed: ") or "connection failed"
-        reason = reason.replace(url, mask_url(url))
+        reason = redact(reason.replace(url, mask_url(url)), url)
         raise PgaskError(
             f"cannot connect to Postgres at {mask_url(url)}: {reason} ({hint})"
         ) from exc
     except psycopg.ProgrammingError as exc:
-        raise PgaskError(f"invalid database URL {mask_url(url)}: {exc}") from exc
+        raise PgaskError(f"invalid database URL {mask_url(url)}: {redact(str(exc), url)}") from exc
     if vector:
         ensure_vector(conn)
     return conn

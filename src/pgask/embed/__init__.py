@@ -67,6 +67,7 @@ def configured_embedder(settings, *, model: str | None = None, on_call=None) -> 
     options = dict(
         openai_api_key=s.openai_api_key, dimensions=s.embed_dimensions, max_tokens=s.embed_max_tokens,
         batch_size=s.embed_batch_size, batch_tokens=s.embed_batch_tokens, concurrency=s.embed_concurrency,
-        rpm=s.embed_rpm, tpm=s.embed_tpm, max_retries=s.embed_max_retries, on_call=on_call,
+        rpm=s.embed_rpm, tpm=s.embed_tpm, max_retries=s.embed_max_retries, timeout=s.embed_timeout,
+        on_call=on_call,
     ) if is_remote(name, s.embed_base_url) else {}
     return get_embedder(name, backend=s.embed_backend, base_url=s.embed_base_url, api_key=s.embed_api_key, **options)

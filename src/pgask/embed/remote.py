@@ -262,7 +262,7 @@ class RemoteEmbedder:
         extra = {"dimensions": self.dimensions} if self.dimensions else {}
         started = time.perf_counter()
         with api_errors("embeddings", self.base_url, model=self.model, key_variable=self.key_variable,
-                        model_variable="PGASK_EMBED_MODEL", url_variable="PGASK_EMBED_BASE_URL"):
+                        prefix="PGASK_EMBED", timeout=self.timeout, retries=self.max_retries):
             response = client.embeddings.create(model=self.model, input=texts, **extra)
         latency_ms = round((time.perf_counter() - started) * 1000, 1)
         reported = getattr(response.usage, "prompt_tokens", None) if response.usage else None
