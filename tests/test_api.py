@@ -114,6 +114,23 @@ def test_search_ranks_the_matching_passage_first(client):
     assert [r["similarity"] for r in results] == sorted((r["similarity"] for r in results), reverse=True)
 
 
+def test_search_and_ask_take_the_mode_a_metadata_filter_and_a_source_prefix(client):
+    keyword = client.post("/v1/search", json={"query": "degreaser", "k": 10, "mode": "keyword"}).json()["results"]
+    assert keyword and {r["source"].rsplit("/", 1)[-1] for r in keyword} == {"bicycle.html"}
+    html = client.post("/v1/search", json={"query": "watering", "k": 10, "filter": {"format": "html"}}).json()
+    assert html["results"] and {r["metadata"]["format"] for r in html["results"]} == {"html"}
+    tagged = client.post("/v1/search", json={"query": "watering", "k": 10, "filter": {"tags": ["outdoor"]}}).json()
+    assert tagged["results"] and {r["source"].rsplit("/", 1)[-1] for r in tagged["results"]} == {"garden.md"}
+    prefix = keyword[0]["source"].rsplit("/", 1)[0] + "/"
+    under = client.post("/v1/search", json={"query": "watering", "k": 10, "source": prefix}).json()["results"]
+    assert under and all(r["source"].startswith(prefix) for r in under)
+    answer = client.post("/v1/ask", json={"question": TOMATO, "mode": "vector", "filter": {"format": "md"}}).json()
+    assert answer["sources"] and {s["metadata"]["format"] for s in answer["sources"]} == {"md"}
+    assert "two or three times a week" in answer["answer"]
+    nothing = client.post("/v1/ask", json={"question": TOMATO, "filter": {"format": "docx"}}).json()
+    assert nothing["mode"] == "none" and nothing["sources"] == []
+
+
 LIMITS = [
     ({"json": {"query": "chain", "k": 101}}, 422, "k: Input should be less than or equal to 100"),
     ({"json": {"query": "chain", "k": 0}}, 422, "k: Input should be greater than or equal to 1"),
@@ -122,6 +139,8 @@ LIMITS = [
     ({"json": {"query": "chain", "threshold": 2}}, 422, "threshold: Input should be less than or equal to 1"),
     ({"json": {"query": "chain", "metric": "manhattan"}}, 422, "metric: Input should be 'cosine', 'l2' or 'ip'"),
     ({"json": {"query": "chain", "kk": 3}}, 422, "kk: Extra inputs are not permitted"),
+    ({"json": {"query": "chain", "mode": "fuzzy"}}, 422, "mode: Input should be 'vector', 'keyword' or 'hybrid'"),
+    ({"json": {"query": "chain", "filter": ["format"]}}, 422, "filter: Input should be a valid dictionary"),
     ({"json": {"k": 3}}, 422, "query: Field required"),
     ({"content": b'{"query": ', "headers": {"Content-Type": "application/json"}}, 422, "not valid JSON"),
     ({"content": b"query=chain", "headers": {"Content-Type": "text/plain"}}, 422, "must be a JSON object"),

@@ -72,6 +72,17 @@ def test_ui_settings_change_the_answer(app):
     assert app.chat_message[-1].markdown[0].value == "The documents do not answer this question."
 
 
+def test_ui_search_mode_and_source_prefix_choose_the_passages(app):
+    assert app.sidebar.selectbox[0].value == "hybrid"
+    app.sidebar.selectbox[0].set_value("keyword").run()
+    ask(app, "Which degreaser cleans a chain?")
+    assert app.expander and all(e.label.split(" ")[1] == "bicycle.html" for e in app.expander)
+    app.sidebar.selectbox[0].set_value("vector").run()
+    app.sidebar.text_input[0].set_value("/no/such/folder/").run()
+    ask(app, TOMATO)
+    assert app.chat_message[-1].markdown[0].value == "The documents do not answer this question."
+
+
 def test_ui_streams_a_written_answer_from_the_language_model(app, monkeypatch, httpserver):
     tokens = ["Water them deeply ", "two or three times ", "a week [1]."]
     httpserver.expect_request("/v1/chat/completions").respond_with_response(sse_chat(tokens))

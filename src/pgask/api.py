@@ -61,14 +61,28 @@ class Turn(Strict):
     content: str = Field(max_length=MAX_MESSAGE_CHARS)
 
 
-class SearchRequest(Strict):
+class Selection(Strict):
+    """Which passages may be retrieved, shared by search and ask."""
+
+    mode: Literal["vector", "keyword", "hybrid"] | None = Field(
+        None, description="vector, keyword (BM25) or hybrid (both, fused by rank); default PGASK_SEARCH_MODE.")
+    filter: dict[str, Any] | None = Field(
+        None, description='Only documents whose metadata contains this object, e.g. {"product": "gpdb"}.')
+    source: str | None = Field(None, max_length=MAX_QUESTION_CHARS,
+                               description="Only documents whose source starts with this, e.g. a folder.")
+
+    def selection(self) -> dict[str, Any]:
+        return {"mode": self.mode, "filter": self.filter, "source": self.source}
+
+
+class SearchRequest(Selection):
     query: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS)
     k: int = Field(5, ge=1, le=MAX_K, description=f"How many passages (at most {MAX_K}).")
     threshold: float | None = Field(None, ge=-1.0, le=1.0, description="Minimum cosine similarity (default: none).")
     metric: Literal["cosine", "l2", "ip"] = "cosine"
 
 
-class AskRequest(Strict):
+class AskRequest(Selection):
     question: str = Field(min_length=1, max_length=MAX_QUESTION_CHARS)
     history: list[Turn] = Field(
         default_factory=list, max_length=MAX_MESSAGES,
@@ -424,14 +438,15 @@ def create_app(kb: KnowledgeBase) -> FastAPI:
     @v1.post("/search", response_model=SearchResponse)
     def search(body: SearchRequest):
         """The passages closest to `query`, best first."""
-        hits = kb.search(body.query, k=body.k, threshold=body.threshold, metric=body.metric)
+        hits = kb.search(body.query, k=body.k, threshold=body.threshold, metric=body.metric, **body.selection())
         return {"query": body.query, "results": [h.as_dict() for h in hits]}
 
     @v1.post("/ask", response_model=AskResponse, responses={200: {"content": {"text/event-stream": {}}}})
     def ask(body: AskRequest):
         """A cited answer. With `stream: true`, Server-Sent Events: `question` (the standalone question),
         `token`... (the answer as written), `sources`, then `done`; or `error`."""
-        options = {"history": [t.model_dump() for t in body.history], "k": body.k, "threshold": body.threshold}
+        options = {"history": [t.model_dump() for t in body.history], "k": body.k, "threshold": body.threshold,
+                   **body.selection()}
         if not body.stream:
             return kb.ask(body.question, **options).as_dict()
         events = started(kb.ask_events(body.question, **options))

@@ -47,7 +47,7 @@ def show_turn(turn: dict) -> None:
         show_sources(turn)
 
 
-def answer(kb: KnowledgeBase, question: str, history: list[dict], k: int, threshold: float) -> dict:
+def answer(kb: KnowledgeBase, question: str, history: list[dict], options: dict) -> dict:
     """Ask, streaming the answer into the page as it is written; the finished turn."""
     with st.chat_message("user"):
         st.markdown(question)
@@ -57,7 +57,7 @@ def answer(kb: KnowledgeBase, question: str, history: list[dict], k: int, thresh
         text.markdown("_Searching…_")
         written = ""
         try:
-            for kind, value in kb.ask_events(question, history=history, k=k, threshold=threshold):
+            for kind, value in kb.ask_events(question, history=history, **options):
                 if kind == "question" and value != question:
                     searched_for.caption(f"↪ searching for: {value}")
                 elif kind == "token":
@@ -74,7 +74,11 @@ def answer(kb: KnowledgeBase, question: str, history: list[dict], k: int, thresh
     return result
 
 
-def sidebar(settings: Settings) -> tuple[int, float]:
+MODES = {"hybrid": "Hybrid (meaning + keywords)", "vector": "Meaning (vector)", "keyword": "Keywords (BM25)"}
+
+
+def sidebar(settings: Settings) -> dict:
+    """The retrieval options chosen in the sidebar, as keyword arguments of `ask`."""
     with st.sidebar:
         st.header("pgask")
         if st.button("New conversation", icon=":material/add_comment:", width="stretch"):
@@ -83,12 +87,17 @@ def sidebar(settings: Settings) -> tuple[int, float]:
                       help="How many passages an answer is written from.")
         threshold = st.slider("Similarity threshold", min_value=0.0, max_value=1.0, value=settings.threshold, step=0.05,
                               help="Passages less similar to the question than this are left out.")
+        mode = st.selectbox("Search", options=list(MODES), format_func=MODES.get,
+                            index=list(MODES).index(settings.search_mode) if settings.search_mode in MODES else 0,
+                            help="How passages are found: by meaning, by keywords, or both fused by rank.")
+        source = st.text_input("Only sources starting with", placeholder="e.g. docs/admin_guide/",
+                               help="Answer from the documents under this path or prefix only.").strip()
         if settings.llm_configured:
             st.caption(f"Answers written by {settings.llm_model}.")
         else:
             st.caption("Extractive answers: no language model configured "
                        "(set OPENAI_API_KEY or PGASK_LLM_BASE_URL for written answers).")
-    return k, threshold
+    return {"k": k, "threshold": threshold, "mode": mode, "source": source or None}
 
 
 def main() -> None:
@@ -98,7 +107,7 @@ def main() -> None:
     except PgaskError as exc:
         st.error(str(exc))
         st.stop()
-    k, threshold = sidebar(settings)
+    options = sidebar(settings)
     st.session_state.setdefault("turns", [])
     question = st.chat_input("Ask a question about your documents", max_chars=4000)
     if not st.session_state.turns and not question:
@@ -109,7 +118,7 @@ def main() -> None:
     if question:
         history = [m for t in st.session_state.turns if "answer" in t
                    for m in ({"role": "user", "content": t["question"]}, {"role": "assistant", "content": t["answer"]})]
-        st.session_state.turns.append(answer(kb, question, history, k, threshold))
+        st.session_state.turns.append(answer(kb, question, history, options))
 
 
 main()
