@@ -7,7 +7,7 @@ from pgask.ingest.loaders import Document
 
 @pytest.fixture(scope="module")
 def embedder():
-    return get_embedder("sentence-transformers/all-MiniLM-L6-v2")
+    return get_embedder("sentence-transformers/all-MiniLM-L6-v2", backend="torch")
 
 
 def test_sections_follow_nested_headings_and_ignore_code_fences():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +19,7 @@ from .db import schema as db_schema
 from .db.connect import connect, detect_engine, mask_url
 from .embed import Embedder, get_embedder
 from .errors import PgaskError
+from .ingest.chunking import Chunk
 from .ingest.loaders import Document
 from .ingest.pipeline import Ingest, IngestReport, NoProgress, Progress
 from .search import Hit
@@ -97,14 +99,18 @@ class KnowledgeBase:
     def embedder(self) -> Embedder:
         s = self.settings
         return get_embedder(s.embed_model, backend=s.embed_backend, base_url=s.embed_base_url,
-                            api_key=s.openai_api_key)
+                            api_key=s.openai_api_key, cache_dir=s.home / "models")
+
+    def drop(self) -> None:
+        """Delete the knowledge base: its schema with every document, chunk and vector."""
+        with self.connection() as conn:
+            db_schema.drop(conn, self.schema)
+        self._schema_ready = False
 
     def init(self, *, reset: bool = False) -> dict:
         """Create the schema for the configured model (drop it first with reset=True)."""
-        with self.connection() as conn:
-            if reset:
-                db_schema.drop(conn, self.schema)
-                self._schema_ready = False
+        if reset:
+            self.drop()
         self._ensure_schema(create=True)
         return self.status()
 
@@ -162,6 +168,17 @@ class KnowledgeBase:
         finally:
             self._restore_indexes(notify)
 
+    def chunk_files(self, paths: Sequence[str | Path]) -> Iterator[Chunk]:
+        """The chunks an ingest of `paths` would embed, without touching the database."""
+        return self._pipeline(NoProgress(), lambda todo: None).chunk_files([Path(p) for p in paths])
+
+    def _pipeline(self, progress: Progress, on_plan: Callable[[int | None], None]) -> Ingest:
+        return Ingest(
+            connect=self.connection, schema=self.schema, embedder=self.embedder,
+            chunk_tokens=self.settings.chunk_tokens, overlap_tokens=self.settings.overlap_tokens,
+            max_file_bytes=self.settings.max_file_mb * 1_000_000, progress=progress, on_plan=on_plan,
+        )
+
     def _ingest_job(self, progress: Progress | None, notify: Callable[[str], None]) -> Ingest:
         self._ensure_schema(create=True)
         with self.connection() as conn:
@@ -182,12 +199,7 @@ class KnowledgeBase:
             else:
                 notify(f"updating the ANN index row by row for {todo} documents")
 
-        return Ingest(
-            connect=self.connection, schema=self.schema, embedder=self.embedder,
-            chunk_tokens=self.settings.chunk_tokens, overlap_tokens=self.settings.overlap_tokens,
-            max_file_bytes=self.settings.max_file_mb * 1_000_000, progress=progress or NoProgress(),
-            on_plan=plan,
-        )
+        return self._pipeline(progress or NoProgress(), plan)
 
     def _restore_indexes(self, notify: Callable[[str], None]) -> None:
         """Build any index recorded in settings that is missing (after a bulk load or a crash)."""
@@ -203,20 +215,34 @@ class KnowledgeBase:
         params = {k: spec[k] for k in ("lists", "m", "ef_construction") if spec.get(k)}
         if spec["type"] == "ivfflat" and not spec.get("lists_fixed"):
             params.pop("lists", None)  # re-derived from the current row count
-        return searching.create_index(conn, self.schema, kind=spec["type"], metric=spec["metric"], **params)
+        workers = self.settings.index_workers
+        if workers is None and not self.settings.database_url:
+            workers = max(0, (os.cpu_count() or 1) - 1)  # the embedded server shares this machine's cores
+        return searching.create_index(conn, self.schema, kind=spec["type"], metric=spec["metric"],
+                                      memory_mb=self.settings.index_memory_mb, workers=workers, **params)
+
+    def _search_params(self, conn: psycopg.Connection, metric: str) -> dict:
+        """ef_search and probes: from settings (environment), else as recorded with the index."""
+        specs = db_schema.read_settings(conn, self.schema).get("indexes") or []
+        recorded = next((spec for spec in specs if spec["metric"] == metric), {})
+        return {"ef_search": self.settings.hnsw_ef_search or recorded.get("ef_search"),
+                "probes": self.settings.ivfflat_probes or recorded.get("probes")}
 
     # --- search and answers ------------------------------------------------------------------------
 
     def search(self, query: str, *, k: int | None = None, threshold: float | None = None,
-               metric: str = "cosine") -> list[Hit]:
-        """The passages closest to `query`, best first (all k of them unless a threshold is given)."""
+               metric: str = "cosine", exact: bool = False) -> list[Hit]:
+        """The passages closest to `query`, best first (all k of them unless a threshold is given).
+
+        `exact` compares with every chunk instead of using an ANN index: slower, never misses.
+        """
         self._require_schema()
         if not query or not query.strip():
             raise PgaskError("the query is empty")
         vector = self.embedder.embed_query(query)
         with self.connection() as conn:
             return searching.vector_search(conn, self.schema, vector, k=k or self.settings.top_k, metric=metric,
-                                           threshold=threshold)
+                                           threshold=threshold, exact=exact, **self._search_params(conn, metric))
 
     def ask(self, question: str, *, k: int | None = None, threshold: float | None = None,
             on_token: Callable[[str], None] | None = None) -> answering.Answer:
@@ -229,6 +255,7 @@ class KnowledgeBase:
             hits = searching.vector_search(
                 conn, self.schema, vector, k=k or self.settings.top_k,
                 threshold=self.settings.threshold if threshold is None else threshold,
+                **self._search_params(conn, "cosine"),
             )
         if not hits:
             return answering.Answer(question, answering.NO_ANSWER, "none")
@@ -248,13 +275,22 @@ class KnowledgeBase:
     # --- indexes and status ---------------------------------------------------------------------
 
     def create_index(self, *, kind: str = "hnsw", metric: str = "cosine", lists: int | None = None,
-                     m: int = 16, ef_construction: int = 64) -> dict:
-        """Build an ANN index for `metric` and remember it, so bulk loads can rebuild it."""
+                     m: int = 16, ef_construction: int = 64, ef_search: int | None = None,
+                     probes: int | None = None) -> dict:
+        """Build an ANN index for `metric` and remember it, so bulk loads can rebuild it.
+
+        `ef_search` (HNSW) and `probes` (IVFFlat) are recorded with it and used by every search
+        on this metric, unless PGASK_HNSW_EF_SEARCH / PGASK_IVFFLAT_PROBES say otherwise.
+        """
         self._require_schema()
         spec = {"type": kind, "metric": metric, "lists": lists, "lists_fixed": lists is not None,
-                "m": m, "ef_construction": ef_construction}
+                "m": m, "ef_construction": ef_construction, "ef_search": ef_search, "probes": probes}
         with self.connection() as conn:
             info = self._build_index(conn, spec)
+            if kind == "hnsw":
+                info["ef_search"] = ef_search
+            else:
+                info["probes"] = probes
             wanted = [s for s in db_schema.read_settings(conn, self.schema).get("indexes") or []
                       if s["metric"] != metric]
             db_schema.write_setting(conn, self.schema, "indexes", wanted + [spec])
@@ -269,6 +305,8 @@ class KnowledgeBase:
             "schema": self.schema,
             "model": emb.name,
             "dim": emb.dim,
+            # local models: the backend asked for and the one in use (auto: once measured)
+            "embed_backend": emb.backend_info() if hasattr(emb, "backend_info") else None,
             "llm": {"configured": s.llm_configured, "model": s.llm_model if s.llm_configured else None,
                     "base_url": s.llm_base_url, "api_key": s.openai_api_key.masked() if s.openai_api_key else None},
         }
@@ -286,6 +324,7 @@ class KnowledgeBase:
                 info["documents"] = conn.execute(sql.SQL("SELECT count(*) FROM {}.documents").format(ident)).fetchone()[0]
                 info["chunks"] = conn.execute(sql.SQL("SELECT count(*) FROM {}.chunks").format(ident)).fetchone()[0]
                 info["indexes"] = searching.ann_indexes(conn, self.schema)
+                info["search"] = {m: self._search_params(conn, m) for m in {i["metric"] for i in info["indexes"]}}
             else:
                 info.update(documents=0, chunks=0, indexes=[])
         return info

@@ -7,6 +7,7 @@ HNSW or IVFFlat index on that operator's opclass can serve the ORDER BY ... LIMI
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -54,6 +55,14 @@ def check_metric(metric: str) -> tuple[str, str]:
     return METRICS[metric]
 
 
+DEFAULT_PROBES = 10
+
+
+def default_ef_search(k: int) -> int:
+    """pgvector's default candidate list (40), widened for large k: HNSW returns at most ef_search rows."""
+    return max(40, 2 * k)
+
+
 def vector_search(
     conn: psycopg.Connection,
     schema: str,
@@ -62,8 +71,15 @@ def vector_search(
     k: int = 5,
     metric: str = "cosine",
     threshold: float | None = None,
+    ef_search: int | None = None,
+    probes: int | None = None,
+    exact: bool = False,
 ) -> list[Hit]:
-    """The k chunks nearest `embedding`, best first, dropping those below `threshold` similarity."""
+    """The k chunks nearest `embedding`, best first, dropping those below `threshold` similarity.
+
+    `ef_search` (HNSW) and `probes` (IVFFlat) trade speed for recall; `exact` ignores ANN
+    indexes and compares with every chunk (the reference that recall is measured against).
+    """
     operator, _ = check_metric(metric)
     s = sql.Identifier(schema)
     query = sql.SQL(
@@ -74,9 +90,11 @@ def vector_search(
            ORDER BY n.distance, n.document_id, n.id"""
     ).format(op=sql.SQL(operator), s=s)
     with conn.transaction():
-        # HNSW returns at most ef_search rows; ask for enough candidates for k
-        conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(max(40, 2 * k))))
-        conn.execute("SET LOCAL ivfflat.probes = 10")
+        conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(
+            sql.Literal(max(k, ef_search or default_ef_search(k)))))
+        conn.execute(sql.SQL("SET LOCAL ivfflat.probes = {}").format(sql.Literal(probes or DEFAULT_PROBES)))
+        if exact:
+            conn.execute("SET LOCAL enable_indexscan = off")
         rows = conn.execute(query, {"q": np.asarray(embedding, dtype=np.float32), "k": k}).fetchall()
     hits = [Hit(r[0], r[1], r[2], r[3], r[4], r[5], similarity(metric, float(r[6]))) for r in rows]
     if threshold is not None:
@@ -119,6 +137,20 @@ def drop_ann_indexes(conn: psycopg.Connection, schema: str, metric: str | None =
     return dropped
 
 
+MAX_BUILD_MEMORY_MB = 4096  # unless PGASK_INDEX_MEMORY_MB says otherwise
+
+
+def build_memory_mb(kind: str, rows: int, dim: int, m: int) -> int:
+    """maintenance_work_mem (MB) that holds the whole index while it is built.
+
+    An HNSW graph that outgrows it is finished on disk, many times slower; per element pgvector
+    keeps the vector and up to 2m neighbour links on layer 0 (plus a few on upper layers).
+    """
+    per_row = dim * 4 + (2 * m + m // 2) * 8 + 96 if kind == "hnsw" else dim * 4 + 64
+    # a parallel build allocates all of it as shared memory up front, so it is not set higher than needed
+    return min(MAX_BUILD_MEMORY_MB, max(64, int(rows * per_row * 1.25 / 2**20) + 1))
+
+
 def create_index(
     conn: psycopg.Connection,
     schema: str,
@@ -128,14 +160,22 @@ def create_index(
     lists: int | None = None,
     m: int = 16,
     ef_construction: int = 64,
+    memory_mb: int | None = None,
+    workers: int | None = None,
 ) -> dict:
-    """(Re)build the ANN index for one metric, then ANALYZE. Replaces any index on that metric."""
+    """(Re)build the ANN index for one metric, then ANALYZE. Replaces any index on that metric.
+
+    The build gets `memory_mb` of maintenance_work_mem (default: enough for the whole index)
+    and `workers` parallel maintenance workers (default: the server's setting).
+    """
     if kind not in INDEX_TYPES:
         raise PgaskError(f"unknown index type {kind!r}: use hnsw or ivfflat")
     _, opclass = check_metric(metric)
-    rows = conn.execute(sql.SQL("SELECT count(*) FROM {}.chunks").format(sql.Identifier(schema))).fetchone()[0]
+    s = sql.Identifier(schema)
+    rows = conn.execute(sql.SQL("SELECT count(*) FROM {}.chunks").format(s)).fetchone()[0]
     if rows == 0:
         raise PgaskError("the knowledge base has no chunks yet: run `pgask ingest PATH` before building an index")
+    dim = conn.execute(sql.SQL("SELECT vector_dims(embedding) FROM {}.chunks LIMIT 1").format(s)).fetchone()[0]
     drop_ann_indexes(conn, schema, metric)
     name = index_name(kind, metric)
     params: dict = {"index": sql.Identifier(name), "opclass": sql.SQL(opclass)}
@@ -146,10 +186,18 @@ def create_index(
     else:
         params.update(m=m, ef_construction=ef_construction)
         statement = render("index_hnsw.sql", schema, **params)
-    conn.execute(statement)
-    conn.execute(sql.SQL("ANALYZE {}.chunks").format(sql.Identifier(schema)))
+    memory_mb = memory_mb or build_memory_mb(kind, rows, dim, m)
+    started = time.perf_counter()
+    with conn.transaction():
+        conn.execute(sql.SQL("SET LOCAL maintenance_work_mem = {}").format(sql.Literal(f"{memory_mb}MB")))
+        if workers is not None:
+            conn.execute(sql.SQL("SET LOCAL max_parallel_maintenance_workers = {}").format(sql.Literal(workers)))
+        conn.execute(statement)
+    build_seconds = time.perf_counter() - started
+    conn.execute(sql.SQL("ANALYZE {}.chunks").format(s))
     conn.commit()
-    info = {"name": name, "type": kind, "metric": metric, "rows": rows}
+    info = {"name": name, "type": kind, "metric": metric, "rows": rows, "build_seconds": round(build_seconds, 3),
+            "memory_mb": memory_mb, "workers": workers}
     if kind == "ivfflat":
         info["lists"] = lists
     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Protocol, Sequence
 
 import numpy as np
@@ -30,16 +31,18 @@ _loaded: dict[tuple, Embedder] = {}
 _lock = threading.Lock()
 
 
-def get_embedder(model: str, *, backend: str = "auto", base_url: str | None = None, api_key=None) -> Embedder:
+def get_embedder(model: str, *, backend: str = "auto", base_url: str | None = None, api_key=None,
+                 cache_dir: Path | None = None) -> Embedder:
     """The embedder a model name selects: local sentence-transformers unless a remote provider is named.
 
     One instance per configuration and process, so the model is loaded once however many
-    knowledge bases, requests or threads use it.
+    knowledge bases, requests or threads use it. `cache_dir` keeps local models' ONNX exports
+    and the backend auto-selection's measurements.
     """
-    key = (model, backend, base_url)
+    key = (model, backend, base_url, cache_dir)
     with _lock:
         if key not in _loaded:
             from .local import LocalEmbedder
 
-            _loaded[key] = LocalEmbedder(model)
+            _loaded[key] = LocalEmbedder(model, backend=backend, cache_dir=cache_dir)
         return _loaded[key]

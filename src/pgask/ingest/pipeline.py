@@ -1,7 +1,7 @@
 """discover -> hash -> diff with the database -> load -> chunk -> embed -> COPY; prune.
 
 Three stages overlap: a reader thread loads and chunks files, the calling thread embeds
-batches of chunks, a writer thread stores each finished document in its own transaction.
+batches of chunks, a writer thread stores finished documents (each whole, several per transaction).
 Bounded queues between them keep memory flat however large the corpus is.
 """
 
@@ -177,8 +177,11 @@ class Ingest:
     chunk_tokens: int = 200
     overlap_tokens: int = 32
     max_file_bytes: int = 100_000_000
-    batch_chunks: int = 256  # chunks per embedding call: long enough to keep the model busy
+    # chunks per embedding call: the model sorts them by length into batches, so a long call
+    # pads little and keeps the model busy
+    batch_chunks: int = 512
     queue_documents: int = 64  # documents in flight between stages (back-pressure)
+    write_documents: int = 64  # documents stored per transaction at most
     diff_batch: int = 500  # documents looked up at once when streaming documents
     progress: Progress = field(default_factory=NoProgress)
     on_plan: Callable[[int | None], None] = lambda todo: None  # told how many documents will be (re)embedded
@@ -268,6 +271,21 @@ class Ingest:
         report.seconds = time.perf_counter() - started
         return report
 
+    def chunk(self, doc: Document) -> list[Chunk]:
+        return list(chunk_document(
+            doc, self.embedder.token_offsets, max_tokens=self.embedder.max_tokens,
+            chunk_tokens=self.chunk_tokens, overlap_tokens=self.overlap_tokens,
+        ))
+
+    def chunk_files(self, paths: Sequence[Path]) -> Iterator[Chunk]:
+        """The chunks of the files under `paths`, as an ingest would cut them (nothing is stored)."""
+        files, _, _ = discover(paths)
+        for path in files:
+            try:
+                yield from self.chunk(load(path, read_file(path, self.max_file_bytes), source_of(path)))
+            except LoadError:
+                continue
+
     def _prune(self, scope: Sequence[str], present: set[str], report: IngestReport) -> None:
         with self.connect() as conn:
             gone = [s for s in store.sources_under(conn, self.schema, scope) if s not in present]
@@ -282,10 +300,7 @@ class Ingest:
                     break
                 try:
                     doc, digest = item.load()
-                    chunks = list(chunk_document(
-                        doc, self.embedder.token_offsets, max_tokens=self.embedder.max_tokens,
-                        chunk_tokens=self.chunk_tokens, overlap_tokens=self.overlap_tokens,
-                    ))
+                    chunks = self.chunk(doc)
                 except LoadError as exc:
                     report.failed.append({"source": item.source, "error": str(exc)})
                     self.progress.advance(1, 0)
@@ -299,19 +314,31 @@ class Ingest:
     def _write(self, inbox: queue.Queue, report: IngestReport, errors: list) -> None:
         try:
             with self.connect() as conn:
-                while (doc := inbox.get()) is not None:
-                    store.replace_document(
-                        conn, self.schema, source=doc.source, title=doc.title, content_hash=doc.content_hash,
-                        metadata=doc.metadata,
-                        chunks=[store.StoredChunk(c.ordinal, c.heading, c.content, c.token_count, v)
-                                for c, v in zip(doc.chunks, doc.vectors)],
-                    )
-                    if doc.exists:
-                        report.updated += 1
-                    else:
-                        report.added += 1
-                    report.chunks += len(doc.chunks)
-                    self.progress.advance(1, len(doc.chunks))
+                done = False
+                while not done:
+                    # everything waiting goes in one transaction: one commit for many documents
+                    docs = [inbox.get()]
+                    while len(docs) < self.write_documents and not inbox.empty():
+                        docs.append(inbox.get())
+                    if None in docs:
+                        done, docs = True, docs[: docs.index(None)]
+                    if not docs:
+                        continue
+                    store.replace_documents(conn, self.schema, [
+                        store.StoredDocument(
+                            doc.source, doc.title, doc.content_hash, doc.metadata,
+                            [store.StoredChunk(c.ordinal, c.heading, c.content, c.token_count, v)
+                             for c, v in zip(doc.chunks, doc.vectors)],
+                        ) for doc in docs
+                    ])
+                    for doc in docs:
+                        if doc.exists:
+                            report.updated += 1
+                        else:
+                            report.added += 1
+                    chunks = sum(len(doc.chunks) for doc in docs)
+                    report.chunks += chunks
+                    self.progress.advance(len(docs), chunks)
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
             while inbox.get() is not None:  # drain so the embed stage never blocks on a dead writer
