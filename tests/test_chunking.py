@@ -53,3 +53,9 @@ def test_long_heading_is_cut_to_half_the_model_input(embedder):
     doc = Document("y.txt", "word " * 400, "Body text here.", "text")
     chunks = list(chunk_document(doc, embedder.token_offsets, max_tokens=embedder.max_tokens))
     assert len(embedder.token_offsets([chunks[0].embed_text])[0]) <= embedder.max_tokens
+
+
+def test_heading_text_drops_inline_markup_and_resolves_reference_links():
+    text = "# The *Guide*\n\n## Using [`gpfdist`][gp] and [links](http://x)\n\nbody\n\n[gp]: http://example.com\n"
+    sections = markdown_sections(text, "The Guide")
+    assert sections[0].path == ("The Guide", "Using gpfdist and links")

@@ -118,8 +118,12 @@ def copy_synthetic(kb: KnowledgeBase, rows: int, dim: int, step: Callable[[int],
     return rows / elapsed
 
 
-def run(settings: Settings, options: BenchOptions, phases: Phases = _no_phase) -> dict:
-    """Measure everything `pgask bench` reports; returns the numbers (see the README's Performance)."""
+def run(settings: Settings, options: BenchOptions, phases: Phases = _no_phase,
+        notify: Callable[[str], None] = lambda message: None) -> dict:
+    """Measure everything `pgask bench` reports; returns the numbers (see the README's Performance).
+
+    `notify` hears each number as soon as it is measured, so a long run shows what it found so far.
+    """
     corpus = Path(options.corpus).expanduser()
     if not corpus.exists():
         raise PgaskError(f"no such corpus: {corpus} (give a folder of documents with --corpus)")
@@ -141,6 +145,7 @@ def run(settings: Settings, options: BenchOptions, phases: Phases = _no_phase) -
         step = phases("encode (model only)", 1)
         result["encode_chunks_per_s"] = round(encode_rate(embedder.embed_documents, texts), 2)
         step(1)
+        notify(f"encode ({result['backend']}): {result['encode_chunks_per_s']} chunks/s over {len(texts)} chunks")
 
         report = kb.ingest([corpus], progress=_IngestPhase(phases))
         if report.failed:
@@ -149,6 +154,8 @@ def run(settings: Settings, options: BenchOptions, phases: Phases = _no_phase) -
                       ingest_chunks_per_s=round(report.chunks / report.seconds, 2))
         result["ingest_to_encode_ratio"] = round(result["ingest_chunks_per_s"] / result["encode_chunks_per_s"], 3)
         result["ingest_peak_rss_mb"] = peak_rss_mb()
+        notify(f"ingest: {result['ingest_chunks_per_s']} chunks/s ({result['ingest_to_encode_ratio']} x encode), "
+               f"peak RSS {result['ingest_peak_rss_mb']} MB")
 
         step = phases("hnsw index (corpus)", 1)
         index = kb.create_index(kind="hnsw", m=options.m, ef_construction=options.ef_construction,
@@ -156,6 +163,7 @@ def run(settings: Settings, options: BenchOptions, phases: Phases = _no_phase) -
         step(1)
         result.update(hnsw_build_s=index["build_seconds"], m=options.m, ef_construction=options.ef_construction,
                       ef_search=options.ef_search or f"default (max(40, 2k) = {max(40, 2 * options.k)})")
+        notify(f"hnsw build: {result['hnsw_build_s']} s for {report.chunks} chunks")
 
         queries = list(options.queries) or sample_queries(texts, options.query_count)
         for q in queries[:5]:
@@ -174,6 +182,8 @@ def run(settings: Settings, options: BenchOptions, phases: Phases = _no_phase) -
         result.update(queries=len(queries), search_p50_ms=round(percentile(latencies, 50), 2),
                       search_p95_ms=round(percentile(latencies, 95), 2),
                       recall_at_10=round(float(np.mean(overlap)), 4) if overlap else None)
+        notify(f"search: p50 {result['search_p50_ms']} ms, p95 {result['search_p95_ms']} ms, "
+               f"recall@10 {result['recall_at_10']}")
 
         if options.compare_torch and result["backend"] not in ("torch", "remote"):
             from .embed.local import LocalEmbedder
@@ -188,6 +198,8 @@ def run(settings: Settings, options: BenchOptions, phases: Phases = _no_phase) -
                 step(1)
             result.update(torch_encode_chunks_per_s=round(rates["torch"], 2),
                           speedup_vs_torch=round(rates["backend"] / rates["torch"], 2))
+            notify(f"torch fp32: {result['torch_encode_chunks_per_s']} chunks/s; "
+                   f"{result['backend']} is {result['speedup_vs_torch']} x faster on {len(sample)} chunks")
         kb.drop()
 
     if options.synthetic_rows:
@@ -196,11 +208,13 @@ def run(settings: Settings, options: BenchOptions, phases: Phases = _no_phase) -
             result["synthetic_rows"] = options.synthetic_rows
             result["copy_rows_per_s"] = round(copy_synthetic(kb, options.synthetic_rows, result["dim"],
                                                              phases("COPY synthetic vectors", options.synthetic_rows)))
+            notify(f"COPY: {result['copy_rows_per_s']} rows/s for {options.synthetic_rows} synthetic vectors")
             step = phases("hnsw index (synthetic)", 1)
             index = kb.create_index(kind="hnsw", m=options.m, ef_construction=options.ef_construction)
             step(1)
             result.update(synthetic_hnsw_build_s=index["build_seconds"], index_memory_mb=index["memory_mb"],
                           index_workers=index["workers"])
+            notify(f"hnsw build: {result['synthetic_hnsw_build_s']} s for {options.synthetic_rows} synthetic vectors")
             kb.drop()
     else:
         result["copy_rows_per_s"] = None

@@ -327,7 +327,8 @@ def bench(
                            m=m, ef_construction=ef_construction, ef_search=ef_search)
     progress = PhaseProgress()
     try:
-        result = run(load_settings(), options, progress)
+        result = run(load_settings(), options, progress,
+                     notify=lambda message: progress.bar.console.print(f"[dim]{escape(message)}[/dim]"))
     finally:
         progress.stop()
     if as_json:

@@ -124,7 +124,8 @@ def ann_indexes(conn: psycopg.Connection, schema: str) -> list[dict]:
     ).fetchall()
     found = []
     for name, kind, definition in rows:
-        metric = next((m for m, (_, ops) in METRICS.items() if ops in definition), "cosine")
+        # pg_get_indexdef leaves out the default opclass, which is vector_l2_ops for hnsw and ivfflat
+        metric = next((m for m, (_, ops) in METRICS.items() if ops in definition), "l2")
         found.append({"name": name, "type": kind, "metric": metric})
     return found
 

