@@ -90,11 +90,12 @@ def vector_search(
            ORDER BY n.distance, n.document_id, n.id"""
     ).format(op=sql.SQL(operator), s=s)
     with conn.transaction():
-        conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(
-            sql.Literal(max(k, ef_search or default_ef_search(k)))))
-        conn.execute(sql.SQL("SET LOCAL ivfflat.probes = {}").format(sql.Literal(probes or DEFAULT_PROBES)))
-        if exact:
-            conn.execute("SET LOCAL enable_indexscan = off")
+        # one round trip for all the transaction-local settings: a search takes a few milliseconds
+        conn.execute(
+            "SELECT set_config('hnsw.ef_search', %s, true), set_config('ivfflat.probes', %s, true),"
+            " set_config('enable_indexscan', %s, true)",
+            (str(max(k, ef_search or default_ef_search(k))), str(probes or DEFAULT_PROBES), "off" if exact else "on"),
+        )
         rows = conn.execute(query, {"q": np.asarray(embedding, dtype=np.float32), "k": k}).fetchall()
     hits = [Hit(r[0], r[1], r[2], r[3], r[4], r[5], similarity(metric, float(r[6]))) for r in rows]
     if threshold is not None:
