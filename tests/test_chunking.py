@@ -7,7 +7,7 @@ from pgask.ingest.loaders import Document
 
 @pytest.fixture(scope="module")
 def embedder():
-    return get_embedder("sentence-transformers/all-MiniLM-L6-v2")
+    return get_embedder("sentence-transformers/all-MiniLM-L6-v2", backend="torch")
 
 
 def test_sections_follow_nested_headings_and_ignore_code_fences():
@@ -66,3 +66,7 @@ def test_chunk_tokens_zero_keeps_each_document_whole(embedder):
     assert (title_only.embed_text.strip(), title_only.token_count) == ("Only a title", 0)
     assert list(chunk_document(Document("c", "", "  ", "text"), embedder.token_offsets,
                                max_tokens=embedder.max_tokens, chunk_tokens=0)) == []
+def test_heading_text_drops_inline_markup_and_resolves_reference_links():
+    text = "# The *Guide*\n\n## Using [`gpfdist`][gp] and [links](http://x)\n\nbody\n\n[gp]: http://example.com\n"
+    sections = markdown_sections(text, "The Guide")
+    assert sections[0].path == ("The Guide", "Using gpfdist and links")

@@ -80,10 +80,10 @@ def test_fusion_on_constructed_rankings(kb):
     axis = np.eye(kb.embedder.dim, dtype=np.float32)
     placed = {"X": (0.8, "alpha"), "Y": (0.9, "beta"), "Z": (0.1, "alpha alpha alpha"), "W": (0.5, "gamma")}
     with kb.connection() as conn:
-        for name, (cosine, text) in placed.items():
-            vector = cosine * axis[0] + math.sqrt(1 - cosine**2) * axis[1]
-            store.replace_document(conn, kb.schema, source=name, title="", content_hash=name, metadata={},
-                                   chunks=[store.StoredChunk(0, "", text, len(text.split()), vector)])
+        store.replace_documents(conn, kb.schema, [
+            store.StoredDocument(source=name, title="", content_hash=name, metadata={}, chunks=[
+                store.StoredChunk(0, "", text, len(text.split()), cosine * axis[0] + math.sqrt(1 - cosine**2) * axis[1])])
+            for name, (cosine, text) in placed.items()])
     by = {mode: kb.search("alpha", k=4, mode=mode, embedding=axis[0]) for mode in ("vector", "keyword", "hybrid")}
     assert [h.source for h in by["vector"]] == ["Y", "X", "W", "Z"]
     assert [h.source for h in by["keyword"]] == ["Z", "X"]

@@ -87,3 +87,42 @@ def test_ivfflat_lists_rule():
     assert ivfflat_lists(250_000) == 250
     assert ivfflat_lists(1_000_000) == 1000
     assert ivfflat_lists(4_000_000) == 2000
+
+
+def test_exact_search_agrees_with_hnsw_on_a_small_corpus(loaded):
+    loaded.create_index(kind="hnsw")
+    for q in ("watering tomatoes", "bicycle brakes", "moon craters"):
+        ann = [h.chunk_id for h in loaded.search(q, k=3)]
+        exact = [h.chunk_id for h in loaded.search(q, k=3, exact=True)]
+        assert ann == exact
+
+
+def test_index_build_reports_time_memory_and_records_search_parameters(loaded):
+    info = loaded.create_index(kind="hnsw", m=8, ef_construction=32, ef_search=77)
+    assert info["build_seconds"] >= 0 and info["memory_mb"] >= 64 and info["ef_search"] == 77
+    assert loaded.status()["search"] == {"cosine": {"ef_search": 77, "probes": None}}
+    info = loaded.create_index(kind="ivfflat", metric="l2", probes=3)
+    assert info["probes"] == 3 and info["lists"] >= 1
+    assert loaded.status()["search"]["l2"] == {"ef_search": None, "probes": 3}
+    assert loaded.search("watering tomatoes", k=2, metric="l2")[0].source.endswith("garden.md")
+
+
+def test_environment_overrides_the_recorded_search_parameters(settings, corpus):
+    from pgask.kb import KnowledgeBase
+
+    with KnowledgeBase(settings) as kb:
+        kb.ingest([corpus])
+        kb.create_index(kind="hnsw", ef_search=77)
+    with KnowledgeBase(settings, hnsw_ef_search=12) as kb:
+        assert kb.status()["search"]["cosine"]["ef_search"] == 12
+        ann = kb.search("watering tomatoes", k=3)
+        assert [h.chunk_id for h in ann] == [h.chunk_id for h in kb.search("watering tomatoes", k=3, exact=True)]
+
+
+def test_build_memory_is_sized_to_the_index():
+    from pgask.search import MAX_BUILD_MEMORY_MB, build_memory_mb
+
+    assert build_memory_mb("hnsw", 1000, 384, 16) == 64  # the floor
+    one_million = build_memory_mb("hnsw", 1_000_000, 384, 16)
+    assert 1500 < one_million <= MAX_BUILD_MEMORY_MB  # vectors alone take 1465 MB
+    assert build_memory_mb("hnsw", 100_000_000, 384, 16) == MAX_BUILD_MEMORY_MB

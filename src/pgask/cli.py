@@ -515,16 +515,34 @@ def index(
     lists: Optional[int] = typer.Option(None, "--lists", min=1, help="ivfflat lists (default rows/1000, sqrt(rows) over 1M)."),
     m: int = typer.Option(16, "--m", min=2, max=100, help="hnsw: links per node."),
     ef_construction: int = typer.Option(64, "--ef-construction", min=4, max=1000, help="hnsw: build-time candidate list."),
+    ef_search: Optional[int] = typer.Option(None, "--ef-search", min=1, max=1000,
+                                            help="hnsw: search-time candidate list, recorded for every search (default max(40, 2k))."),
+    probes: Optional[int] = typer.Option(None, "--probes", min=1, help="ivfflat: lists probed per search, recorded (default 10)."),
     as_json: bool = JsonOption,
 ):
     """Build an approximate-nearest-neighbour index on the chunk vectors, then ANALYZE."""
     with knowledge_base() as kb:
-        info = kb.create_index(kind=type_, metric=metric, lists=lists, m=m, ef_construction=ef_construction)
+        info = kb.create_index(kind=type_, metric=metric, lists=lists, m=m, ef_construction=ef_construction,
+                               ef_search=ef_search, probes=probes)
     if as_json:
         emit_json(info)
     else:
-        extra = f"lists={info['lists']}" if info["type"] == "ivfflat" else f"m={info['m']}, ef_construction={info['ef_construction']}"
-        out.print(f"built {info['type']} index {info['name']} on {info['rows']} chunks ({extra}); analyzed")
+        if info["type"] == "ivfflat":
+            extra = f"lists={info['lists']}, probes={info['probes'] or 'default'}"
+        else:
+            extra = f"m={info['m']}, ef_construction={info['ef_construction']}, ef_search={info['ef_search'] or 'default'}"
+        out.print(f"built {info['type']} index {info['name']} on {info['rows']} chunks ({extra}) "
+                  f"in {info['build_seconds']:.1f}s; analyzed")
+
+
+def _backend_line(backend: dict | None) -> str:
+    if backend is None:
+        return "remote"
+    if backend["requested"] != "auto":
+        return f"{backend['backend']} (set by PGASK_EMBED_BACKEND)"
+    if backend["backend"] is None:
+        return f"auto: measured on first use (CPU: {backend['isa']})"
+    return f"{backend['backend']} (auto, fastest within cosine 0.99 of fp32 on this CPU: {backend['isa']})"
 
 
 @app.command(name="eval")
@@ -603,6 +621,7 @@ def status(as_json: bool = JsonOption):
         ("engine", f"{info['engine']} {info['server_version']}, pgvector {info['pgvector_version']}"),
         *_distribution_rows(info),
         ("model", f"{info['model']} ({info['dim']} dimensions)"),
+        ("backend", _backend_line(info.get("embed_backend"))),
         ("documents", str(info["documents"])),
         ("chunks", str(info["chunks"])),
         ("indexes", ", ".join(f"{i['type']} ({i['metric']})" for i in info["indexes"]) or "none (exact search)"),
@@ -627,6 +646,24 @@ def _embedding_line(embedding: dict) -> str:
     key = (f"key {embedding['key_variable']} {embedding['api_key']}" if embedding["api_key"]
            else f"no key ({embedding['key_variable']} unset)")
     return f"{embedding['provider']} {embedding['model']} via {embedding['base_url']}, {key}"
+
+
+class PhaseProgress:
+    """Rich progress on stderr with one bar per phase of a long job."""
+
+    def __init__(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.bar = Progress(TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(),
+                            TimeElapsedColumn(), console=err, transient=True)
+
+    def __call__(self, name: str, total: int | None) -> Callable[[int], None]:
+        self.bar.start()
+        task = self.bar.add_task(name, total=total)
+        return lambda n: self.bar.update(task, advance=n)
+
+    def stop(self) -> None:
+        self.bar.stop()
 
 
 @app.command()
@@ -741,6 +778,69 @@ def ui(
         os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     # Streamlit takes this process over, so that signals (Ctrl-C, a service manager's stop) reach it
     os.execv(sys.executable, command)
+
+
+@app.command()
+@handle_errors
+def bench(
+    corpus: Path = typer.Option(Path("docs"), "--corpus", help="Folder of documents to embed, ingest and search."),
+    queries: Optional[Path] = typer.Option(None, "--queries", help="File with one query per line (default: sampled from the corpus)."),
+    query_count: int = typer.Option(100, "--query-count", min=1, help="Queries sampled from the corpus without --queries."),
+    synthetic_rows: int = typer.Option(100_000, "--synthetic-rows", min=0,
+                                       help="Synthetic 384-d vectors to COPY and index (0: skip; the acceptance run uses 1000000)."),
+    m: int = typer.Option(16, "--m", min=2, max=100, help="hnsw: links per node."),
+    ef_construction: int = typer.Option(64, "--ef-construction", min=4, max=1000, help="hnsw: build-time candidate list."),
+    ef_search: Optional[int] = typer.Option(None, "--ef-search", min=1, max=1000, help="hnsw: search-time candidate list."),
+    as_json: bool = JsonOption,
+):
+    """Measure encode and ingest chunks/s, search latency and recall, COPY rows/s and peak memory."""
+    from .bench import BenchOptions, run
+    from .config import load_settings
+
+    lines: list[str] = []
+    if queries is not None:
+        try:
+            lines = [line.strip() for line in queries.read_text(encoding="utf-8").splitlines() if line.strip()]
+        except OSError as exc:
+            raise PgaskError(f"cannot read the queries file {queries}: {exc.strerror}") from exc
+        if not lines:
+            raise PgaskError(f"the queries file {queries} has no queries (one per line)")
+    options = BenchOptions(corpus=corpus, queries=lines, query_count=query_count, synthetic_rows=synthetic_rows,
+                           m=m, ef_construction=ef_construction, ef_search=ef_search)
+    progress = PhaseProgress()
+    try:
+        result = run(load_settings(), options, progress,
+                     notify=lambda message: progress.bar.console.print(f"[dim]{escape(message)}[/dim]"))
+    finally:
+        progress.stop()
+    if as_json:
+        emit_json(result)
+        return
+    rows = [
+        ("machine", f"{result['cpu']}, {result['cores']} cores"),
+        ("backend", f"{result['backend']} ({result['model']})"),
+        ("corpus", f"{result['documents']} documents, {result['chunks']} chunks"),
+        ("encode", f"{result['encode_chunks_per_s']:.1f} chunks/s (model only)"),
+        ("ingest", f"{result['ingest_chunks_per_s']:.1f} chunks/s end to end "
+                   f"({result['ingest_to_encode_ratio']:.2f} × encode)"),
+    ]
+    if "speedup_vs_torch" in result:
+        rows.append(("vs torch", f"{result['speedup_vs_torch']:.2f} × PyTorch fp32 "
+                                 f"({result['torch_encode_chunks_per_s']:.1f} chunks/s)"))
+    rows += [
+        ("search", f"p50 {result['search_p50_ms']:.1f} ms, p95 {result['search_p95_ms']:.1f} ms "
+                   f"over {result['queries']} queries (embedding + SQL, HNSW)"),
+        ("recall@10", f"{result['recall_at_10']} (HNSW m={result['m']}, ef_construction={result['ef_construction']}, "
+                      f"ef_search={result['ef_search']}; vs exact search)"),
+        ("hnsw build", f"{result['hnsw_build_s']:.2f} s for {result['chunks']} chunks"),
+    ]
+    if result.get("copy_rows_per_s"):
+        rows += [("COPY", f"{result['copy_rows_per_s']:,} rows/s ({result['synthetic_rows']:,} synthetic {result['dim']}-d vectors)"),
+                 ("hnsw build", f"{result['synthetic_hnsw_build_s']:.1f} s for {result['synthetic_rows']:,} synthetic rows "
+                                f"({result['index_memory_mb']} MB maintenance_work_mem, {result['index_workers']} parallel workers)")]
+    rows.append(("peak RSS", f"{result['peak_rss_mb']:.0f} MB (ingest phase: {result['ingest_peak_rss_mb']:.0f} MB)"))
+    for name, value in rows:
+        out.print(f"[bold]{name:>10}[/bold]  {escape(value)}")
 
 
 def main() -> None:  # pragma: no cover - console entry point alternative

@@ -76,6 +76,14 @@ class Settings:
     max_file_mb: int = 100  # larger files are not read at all
     max_text_mb: int = 20  # millions of characters of text per document
     pool_size: int = 8
+    # ANN search: candidates HNSW keeps while searching, and IVFFlat lists probed. Unset: what
+    # `pgask index --ef-search/--probes` recorded in the knowledge base, else pgvector-style defaults.
+    hnsw_ef_search: int | None = None
+    ivfflat_probes: int | None = None
+    # ANN index builds: memory (maintenance_work_mem, MB; unset: sized to the index) and
+    # parallel workers (unset: one per CPU core beyond the first for the embedded server).
+    index_memory_mb: int | None = None
+    index_workers: int | None = None
 
     @property
     def llm_configured(self) -> bool:
@@ -121,6 +129,10 @@ ENV = {
     "PGASK_MAX_FILE_MB": "max_file_mb",
     "PGASK_MAX_TEXT_MB": "max_text_mb",
     "PGASK_POOL_SIZE": "pool_size",
+    "PGASK_HNSW_EF_SEARCH": "hnsw_ef_search",
+    "PGASK_IVFFLAT_PROBES": "ivfflat_probes",
+    "PGASK_INDEX_MEMORY_MB": "index_memory_mb",
+    "PGASK_INDEX_WORKERS": "index_workers",
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 import time
@@ -28,6 +29,7 @@ from .db.store import stable_id
 from .embed import Embedder, configured_embedder, is_remote
 from .errors import PgaskError
 from .ingest import uploads
+from .ingest.chunking import Chunk
 from .ingest.loaders import Document
 from .ingest.pipeline import Ingest, IngestReport, NoProgress, Progress, source_of
 from .ingest.table_sync import TableReport, TableSync
@@ -126,12 +128,16 @@ class KnowledgeBase:
             self._embedder = configured_embedder(self.settings, on_call=self.ledger.record)
         return self._embedder
 
+    def drop(self) -> None:
+        """Delete the knowledge base: its schema with every document, chunk and vector."""
+        with self.connection() as conn:
+            db_schema.drop(conn, self.schema)
+        self._schema_ready = False
+
     def init(self, *, reset: bool = False) -> dict:
         """Create the schema for the configured model (drop it first with reset=True)."""
-        with self.connection() as conn:
-            if reset:
-                db_schema.drop(conn, self.schema)
-                self._schema_ready = False
+        if reset:
+            self.drop()
         self._ensure_schema(create=True)
         return self.status()
 
@@ -311,6 +317,22 @@ class KnowledgeBase:
 
         return Budget(limit, estimate=estimate, spent=lambda: ledger.spent("embed_documents") - start)
 
+    def chunk_files(self, paths: Sequence[str | Path]) -> Iterator[Chunk]:
+        """The chunks an ingest of `paths` would embed, without touching the database."""
+        return self._pipeline(NoProgress(), lambda todo: None).chunk_files([Path(p) for p in paths])
+
+    def _pipeline(self, progress: Progress, on_plan: Callable[[int | None], None],
+                  budget: Budget | None = None) -> Ingest:
+        emb = self.embedder
+        # an API gets full requests, several at once: a batch is one round of them
+        batching = dict(api_batch=emb.batch_size, batch_chunks=emb.batch_size * emb.concurrency) if self.remote else {}
+        return Ingest(
+            connect=self.connection, schema=self.schema, embedder=emb,
+            chunk_tokens=self.settings.chunk_tokens, overlap_tokens=self.settings.overlap_tokens,
+            max_file_bytes=self.settings.max_file_mb * 1_000_000, max_text_chars=self.settings.max_text_mb * 1_000_000,
+            progress=progress, on_plan=on_plan, budget=budget, vector_type=self._vector_type, **batching,
+        )
+
     def _ingest_job(self, progress: Progress | None, notify: Callable[[str], None],
                     max_cost_usd: float | None = None) -> Ingest:
         self._ensure_schema(create=True)
@@ -332,16 +354,7 @@ class KnowledgeBase:
             else:
                 notify(f"updating the ANN index row by row for {todo} documents")
 
-        emb = self.embedder
-        # an API gets full requests, several at once: a batch is one round of them
-        batching = dict(api_batch=emb.batch_size, batch_chunks=emb.batch_size * emb.concurrency) if self.remote else {}
-        return Ingest(
-            connect=self.connection, schema=self.schema, embedder=emb,
-            chunk_tokens=self.settings.chunk_tokens, overlap_tokens=self.settings.overlap_tokens,
-            max_file_bytes=self.settings.max_file_mb * 1_000_000, max_text_chars=self.settings.max_text_mb * 1_000_000,
-            progress=progress or NoProgress(), on_plan=plan, budget=self._budget(max_cost_usd),
-            vector_type=self._vector_type, **batching,
-        )
+        return self._pipeline(progress or NoProgress(), plan, self._budget(max_cost_usd))
 
     def _restore_indexes(self, notify: Callable[[str], None]) -> None:
         """Build any index recorded in settings that is missing (after a bulk load or a crash)."""
@@ -357,7 +370,18 @@ class KnowledgeBase:
         params = {k: spec[k] for k in ("lists", "m", "ef_construction") if spec.get(k)}
         if spec["type"] == "ivfflat" and not spec.get("lists_fixed"):
             params.pop("lists", None)  # re-derived from the current row count
-        return searching.create_index(conn, self.schema, kind=spec["type"], metric=spec["metric"], **params)
+        workers = self.settings.index_workers
+        if workers is None and not self.settings.database_url:
+            workers = max(0, (os.cpu_count() or 1) - 1)  # the embedded server shares this machine's cores
+        return searching.create_index(conn, self.schema, kind=spec["type"], metric=spec["metric"],
+                                      memory_mb=self.settings.index_memory_mb, workers=workers, **params)
+
+    def _search_params(self, conn: psycopg.Connection, metric: str) -> dict:
+        """ef_search and probes: from settings (environment), else as recorded with the index."""
+        specs = db_schema.read_settings(conn, self.schema).get("indexes") or []
+        recorded = next((spec for spec in specs if spec["metric"] == metric), {})
+        return {"ef_search": self.settings.hnsw_ef_search or recorded.get("ef_search"),
+                "probes": self.settings.ivfflat_probes or recorded.get("probes")}
 
     # --- table sources ----------------------------------------------------------------------------
 
@@ -449,18 +473,19 @@ class KnowledgeBase:
 
     def search(self, query: str, *, k: int | None = None, threshold: float | None = None,
                metric: str = "cosine", mode: str | None = None, filter: dict | None = None,
-               source: str | None = None, embedding=None) -> list[Hit]:
+               source: str | None = None, embedding=None, exact: bool = False) -> list[Hit]:
         """The passages that best match `query`, best first (all k of them unless a threshold is given).
 
         mode: vector, keyword or hybrid (default: the `search_mode` setting); filter: documents
         whose metadata contains this object; source: documents whose source starts with this;
-        embedding: the query's vector, when already computed.
+        embedding: the query's vector, when already computed; exact: compare with every chunk
+        instead of using an ANN index (slower, never misses).
         """
         self._require_schema()
         if not query or not query.strip():
             raise PgaskError("the query is empty")
         return self._retrieve(query, embedding=embedding, k=k or self.settings.top_k, threshold=threshold,
-                              metric=metric, mode=mode, filter=filter, source=source)
+                              metric=metric, mode=mode, filter=filter, source=source, exact=exact)
 
     def _retrieve(self, query: str, *, embedding=None, mode: str | None, calls: list[Call] | None = None,
                   **options) -> list[Hit]:
@@ -468,7 +493,8 @@ class KnowledgeBase:
         if embedding is None:
             embedding = self._embed_query(query, [] if calls is None else calls)
         with self.connection() as conn:
-            return searching.search(conn, self.schema, query, embedding, mode=mode, **options)
+            tuning = self._search_params(conn, options.get("metric", "cosine"))
+            return searching.search(conn, self.schema, query, embedding, mode=mode, **tuning, **options)
 
     def ask(
         self,
@@ -622,13 +648,22 @@ class KnowledgeBase:
     # --- indexes and status ---------------------------------------------------------------------
 
     def create_index(self, *, kind: str = "hnsw", metric: str = "cosine", lists: int | None = None,
-                     m: int = 16, ef_construction: int = 64) -> dict:
-        """Build an ANN index for `metric` and remember it, so bulk loads can rebuild it."""
+                     m: int = 16, ef_construction: int = 64, ef_search: int | None = None,
+                     probes: int | None = None) -> dict:
+        """Build an ANN index for `metric` and remember it, so bulk loads can rebuild it.
+
+        `ef_search` (HNSW) and `probes` (IVFFlat) are recorded with it and used by every search
+        on this metric, unless PGASK_HNSW_EF_SEARCH / PGASK_IVFFLAT_PROBES say otherwise.
+        """
         self._require_schema()
         spec = {"type": kind, "metric": metric, "lists": lists, "lists_fixed": lists is not None,
-                "m": m, "ef_construction": ef_construction}
+                "m": m, "ef_construction": ef_construction, "ef_search": ef_search, "probes": probes}
         with self.connection() as conn:
             info = self._build_index(conn, spec)
+            if kind == "hnsw":
+                info["ef_search"] = ef_search
+            else:
+                info["probes"] = probes
             wanted = [s for s in db_schema.read_settings(conn, self.schema).get("indexes") or []
                       if s["metric"] != metric]
             db_schema.write_setting(conn, self.schema, "indexes", wanted + [spec])
@@ -644,6 +679,8 @@ class KnowledgeBase:
             "model": emb.name,
             "dim": emb.known_dim if self.remote else emb.dim,  # a remote model is not asked here
             "embedding": emb.describe() if self.remote else {"provider": "local", "model": emb.name},
+            # local models: the backend asked for and the one in use (auto: once measured)
+            "embed_backend": emb.backend_info() if hasattr(emb, "backend_info") else None,
             "llm": {"configured": s.llm_configured, "model": s.llm_model if s.llm_configured else None,
                     "base_url": s.llm_base_url, "api_key": s.openai_api_key.masked() if s.openai_api_key else None},
         }
@@ -662,6 +699,7 @@ class KnowledgeBase:
                 info["documents"] = conn.execute(sql.SQL("SELECT count(*) FROM {}.documents").format(ident)).fetchone()[0]
                 info["chunks"] = conn.execute(sql.SQL("SELECT count(*) FROM {}.chunks").format(ident)).fetchone()[0]
                 info["indexes"] = searching.ann_indexes(conn, self.schema)
+                info["search"] = {m: self._search_params(conn, m) for m in {i["metric"] for i in info["indexes"]}}
             else:
                 info.update(documents=0, chunks=0, indexes=[])
         info["table_sources"] = self._tables(None, None, lambda message: None).describe()

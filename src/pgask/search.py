@@ -9,6 +9,7 @@ metadata contains a JSON object and whose source starts with a prefix.
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -68,6 +69,14 @@ def check_mode(mode: str) -> str:
     return mode
 
 
+DEFAULT_PROBES = 10
+
+
+def default_ef_search(k: int) -> int:
+    """pgvector's default candidate list (40), widened for large k: HNSW returns at most ef_search rows."""
+    return max(40, 2 * k)
+
+
 def search(
     conn: psycopg.Connection,
     schema: str,
@@ -80,11 +89,16 @@ def search(
     threshold: float | None = None,
     filter: dict | None = None,
     source: str | None = None,
+    ef_search: int | None = None,
+    probes: int | None = None,
+    exact: bool = False,
 ) -> list[Hit]:
     """The k best chunks for `query` (text) / `embedding` (its vector), best first.
 
     `filter` keeps documents whose metadata contains it (jsonb @>), `source` those whose source
-    starts with it; `threshold` drops hits below that cosine similarity.
+    starts with it; `threshold` drops hits below that cosine similarity. `ef_search` (HNSW) and
+    `probes` (IVFFlat) trade speed for recall; `exact` ignores ANN indexes and compares with
+    every chunk (the reference that recall is measured against).
     """
     check_mode(mode)
     check_metric(metric)
@@ -103,10 +117,15 @@ def search(
         "SELECT document_id, chunk_id, source, title, heading, content, similarity, score, metadata FROM {}." + call
     ).format(sql.Identifier(schema))
     depth = max(k, HYBRID_CANDIDATES) if mode == "hybrid" else k
+    # HNSW returns at most ef_search rows per scan (pgvector allows 1000 at most)
+    ef = min(1000, max(depth, ef_search or default_ef_search(depth)))
     with conn.transaction():
-        # HNSW returns at most ef_search rows per scan (1000 at most); ask for enough candidates
-        conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(min(1000, max(40, 2 * depth)))))
-        conn.execute("SET LOCAL ivfflat.probes = 10")
+        # one round trip for all the transaction-local settings: a search takes a few milliseconds
+        conn.execute(
+            "SELECT set_config('hnsw.ef_search', %s, true), set_config('ivfflat.probes', %s, true),"
+            " set_config('enable_indexscan', %s, true)",
+            (str(ef), str(probes or DEFAULT_PROBES), "off" if exact else "on"),
+        )
         rows = conn.execute(statement, params).fetchall()
     hits = [Hit(*row[:8], metadata=row[8]) for row in rows]
     if threshold is not None:
@@ -146,7 +165,8 @@ def ann_indexes(conn: psycopg.Connection, schema: str) -> list[dict]:
     ).fetchall()
     found = []
     for name, kind, definition in rows:
-        metric = next((m for m in METRICS if f"_{m}_ops" in definition), "cosine")
+        # pg_get_indexdef leaves out the default opclass, which is vector_l2_ops for hnsw and ivfflat
+        metric = next((m for m in METRICS if f"_{m}_ops" in definition), "l2")
         found.append({"name": name, "type": kind, "metric": metric})
     return found
 
@@ -159,6 +179,20 @@ def drop_ann_indexes(conn: psycopg.Connection, schema: str, metric: str | None =
     return dropped
 
 
+MAX_BUILD_MEMORY_MB = 4096  # unless PGASK_INDEX_MEMORY_MB says otherwise
+
+
+def build_memory_mb(kind: str, rows: int, dim: int, m: int) -> int:
+    """maintenance_work_mem (MB) that holds the whole index while it is built.
+
+    An HNSW graph that outgrows it is finished on disk, many times slower; per element pgvector
+    keeps the vector and up to 2m neighbour links on layer 0 (plus a few on upper layers).
+    """
+    per_row = dim * 4 + (2 * m + m // 2) * 8 + 96 if kind == "hnsw" else dim * 4 + 64
+    # a parallel build allocates all of it as shared memory up front, so it is not set higher than needed
+    return min(MAX_BUILD_MEMORY_MB, max(64, int(rows * per_row * 1.25 / 2**20) + 1))
+
+
 def create_index(
     conn: psycopg.Connection,
     schema: str,
@@ -168,8 +202,14 @@ def create_index(
     lists: int | None = None,
     m: int = 16,
     ef_construction: int = 64,
+    memory_mb: int | None = None,
+    workers: int | None = None,
 ) -> dict:
-    """(Re)build the ANN index for one metric, then ANALYZE. Replaces any index on that metric."""
+    """(Re)build the ANN index for one metric, then ANALYZE. Replaces any index on that metric.
+
+    The build gets `memory_mb` of maintenance_work_mem (default: enough for the whole index)
+    and `workers` parallel maintenance workers (default: the server's setting).
+    """
     if kind not in INDEX_TYPES:
         raise PgaskError(f"unknown index type {kind!r}: use hnsw or ivfflat")
     check_metric(metric)
@@ -188,6 +228,7 @@ def create_index(
         raise PgaskError(f"pgvector indexes {vector_type} columns of at most {INDEX_MAX_DIMS[vector_type]} "
                          f"dimensions and these vectors have {dim}; searches stay exact. To index them, {remedy}")
     opclass = f"{vector_type}_{metric}_ops"
+    s = sql.Identifier(schema)
     drop_ann_indexes(conn, schema, metric)
     name = index_name(kind, metric)
     params: dict = {"index": sql.Identifier(name), "opclass": sql.SQL(opclass)}
@@ -198,10 +239,18 @@ def create_index(
     else:
         params.update(m=m, ef_construction=ef_construction)
         statement = render("index_hnsw.sql", schema, **params)
-    conn.execute(statement)
-    conn.execute(sql.SQL("ANALYZE {}.chunks").format(sql.Identifier(schema)))
+    memory_mb = memory_mb or build_memory_mb(kind, rows, dim, m)
+    started = time.perf_counter()
+    with conn.transaction():
+        conn.execute(sql.SQL("SET LOCAL maintenance_work_mem = {}").format(sql.Literal(f"{memory_mb}MB")))
+        if workers is not None:
+            conn.execute(sql.SQL("SET LOCAL max_parallel_maintenance_workers = {}").format(sql.Literal(workers)))
+        conn.execute(statement)
+    build_seconds = time.perf_counter() - started
+    conn.execute(sql.SQL("ANALYZE {}.chunks").format(s))
     conn.commit()
-    info = {"name": name, "type": kind, "metric": metric, "rows": rows}
+    info = {"name": name, "type": kind, "metric": metric, "rows": rows, "build_seconds": round(build_seconds, 3),
+            "memory_mb": memory_mb, "workers": workers}
     if kind == "ivfflat":
         info["lists"] = lists
     else:

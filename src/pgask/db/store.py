@@ -1,15 +1,17 @@
-"""Writes and reads of documents and chunks. One transaction per document: stored whole or not at all."""
+"""Writes and reads of documents and chunks. A document is always stored whole or not at all."""
 
 from __future__ import annotations
 
 import hashlib
+import struct
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 import numpy as np
 import psycopg
-from pgvector import HalfVector
 from psycopg import sql
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
 from psycopg.types.json import Jsonb
 
 
@@ -35,6 +37,15 @@ class StoredChunk:
     embedding: np.ndarray
 
 
+@dataclass
+class StoredDocument:
+    source: str
+    title: str
+    content_hash: str
+    metadata: dict
+    chunks: Sequence[StoredChunk]
+
+
 def existing_hashes(conn: psycopg.Connection, schema: str, sources: Sequence[str]) -> dict[str, str]:
     """content_hash of the given sources that are already stored."""
     if not sources:
@@ -46,47 +57,71 @@ def existing_hashes(conn: psycopg.Connection, schema: str, sources: Sequence[str
     return {source: digest for source, digest in conn.execute(query, (ids,))}
 
 
-def replace_document(
-    conn: psycopg.Connection,
-    schema: str,
-    *,
-    source: str,
-    title: str,
-    content_hash: str,
-    metadata: dict,
-    chunks: Sequence[StoredChunk],
-    vector_type: str = "vector",
-) -> None:
-    """Replace one document and all its chunks in a single transaction (binary COPY for the chunks).
+def replace_documents(conn: psycopg.Connection, schema: str, documents: Sequence[StoredDocument],
+                      vector_type: str = "vector") -> None:
+    """Replace documents and all their chunks in one transaction: each is stored whole or not at all.
 
-    `vector_type` is the embedding column's type: vector, or halfvec for vectors above 2,000 dimensions.
+    Writing several documents per transaction saves a commit (a WAL flush) per document; the
+    chunks of all of them go in one binary COPY. `vector_type` is the embedding column's type:
+    vector, or halfvec for vectors above 2,000 dimensions.
     """
     s = sql.Identifier(schema)
-    doc_id = document_id(source)
     with conn.transaction():
-        conn.execute(sql.SQL("DELETE FROM {}.chunks WHERE document_id = %s").format(s), (doc_id,))
-        conn.execute(
-            sql.SQL(
-                """INSERT INTO {}.documents (id, source, title, content_hash, metadata, chunk_count, updated_at)
-                   VALUES (%s, %s, %s, %s, %s, %s, now())
-                   ON CONFLICT (id) DO UPDATE SET source = excluded.source, title = excluded.title,
-                     content_hash = excluded.content_hash, metadata = excluded.metadata,
-                     chunk_count = excluded.chunk_count, updated_at = now()"""
-            ).format(s),
-            (doc_id, source, title, content_hash, Jsonb(metadata), len(chunks)),
-        )
-        copy_sql = sql.SQL(
-            "COPY {}.chunks (document_id, id, ordinal, heading, content, token_count, embedding) "
-            "FROM STDIN WITH (FORMAT BINARY)"
-        ).format(s)
-        with conn.cursor().copy(copy_sql) as copy:
+        conn.execute(sql.SQL("DELETE FROM {}.chunks WHERE document_id = ANY(%s)").format(s),
+                     ([document_id(d.source) for d in documents],))
+        with conn.cursor() as cur:
+            cur.executemany(
+                sql.SQL(
+                    """INSERT INTO {}.documents (id, source, title, content_hash, metadata, chunk_count, updated_at)
+                       VALUES (%s, %s, %s, %s, %s, %s, now())
+                       ON CONFLICT (id) DO UPDATE SET source = excluded.source, title = excluded.title,
+                         content_hash = excluded.content_hash, metadata = excluded.metadata,
+                         chunk_count = excluded.chunk_count, updated_at = now()"""
+                ).format(s),
+                [(document_id(d.source), d.source, d.title, d.content_hash, Jsonb(d.metadata), len(d.chunks))
+                 for d in documents],
+            )
+        copy_chunks(conn, schema, (
+            (document_id(d.source), chunk_id(d.source, ch.ordinal), ch.ordinal, ch.heading, ch.content,
+             ch.token_count, ch.embedding)
+            for d in documents for ch in d.chunks
+        ), vector_type)
+
+
+class _ArrayVectorDumper(Dumper):
+    """pgvector's binary format (uint16 dim, uint16 unused, big-endian float32s) straight from a
+    numpy array: a third less client time per row than going through pgvector.Vector."""
+
+    format = Format.BINARY
+    element = ">f4"
+
+    def dump(self, obj: np.ndarray) -> bytes:
+        return struct.pack(">HH", obj.shape[0], 0) + obj.astype(self.element, copy=False).tobytes()
+
+
+class _ArrayHalfvecDumper(_ArrayVectorDumper):
+    """halfvec's binary format: the same header, big-endian float16s."""
+
+    element = ">f2"
+
+
+def copy_chunks(conn: psycopg.Connection, schema: str, rows: Iterable[tuple], vector_type: str = "vector") -> int:
+    """Binary COPY of chunk rows (document_id, id, ordinal, heading, content, token_count, embedding ndarray)."""
+    copy_sql = sql.SQL(
+        "COPY {}.chunks (document_id, id, ordinal, heading, content, token_count, embedding) "
+        "FROM STDIN WITH (FORMAT BINARY)"
+    ).format(sql.Identifier(schema))
+    count = 0
+    with conn.cursor() as cur:
+        base = _ArrayHalfvecDumper if vector_type == "halfvec" else _ArrayVectorDumper
+        oid = conn.adapters.types[vector_type].oid
+        cur.adapters.register_dumper(np.ndarray, type("ArrayDumper", (base,), {"oid": oid}))
+        with cur.copy(copy_sql) as copy:
             copy.set_types(["int8", "int8", "int4", "text", "text", "int4", vector_type])
-            for ch in chunks:
-                embedding = HalfVector(ch.embedding) if vector_type == "halfvec" else ch.embedding
-                copy.write_row(
-                    (doc_id, chunk_id(source, ch.ordinal), ch.ordinal, ch.heading, ch.content,
-                     ch.token_count, embedding)
-                )
+            for row in rows:
+                copy.write_row(row)
+                count += 1
+    return count
 
 
 def delete_documents(conn: psycopg.Connection, schema: str, sources: Iterable[str]) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Protocol, Sequence
 
 import numpy as np
@@ -38,23 +39,24 @@ def is_remote(model: str, base_url: str | None = None) -> bool:
 
 
 def get_embedder(model: str, *, backend: str = "auto", base_url: str | None = None, api_key=None,
-                 **remote_options) -> Embedder:
+                 cache_dir: Path | None = None, **remote_options) -> Embedder:
     """The embedder a model name selects: local sentence-transformers unless a remote provider is named.
 
     `openai:NAME`, `ollama:NAME`, or any name with a base_url, is an OpenAI-compatible embeddings
     API (embed/remote.py; `remote_options` go to RemoteEmbedder). A local model is loaded once per
-    configuration and process, however many knowledge bases, requests or threads use it.
+    configuration and process, however many knowledge bases, requests or threads use it; `cache_dir`
+    keeps its ONNX exports and the backend auto-selection's measurements.
     """
     if is_remote(model, base_url):
         from .remote import RemoteEmbedder
 
         return RemoteEmbedder(model, base_url=base_url, api_key=api_key, **remote_options)
-    key = (model, backend, base_url)
+    key = (model, backend, base_url, cache_dir)
     with _lock:
         if key not in _loaded:
             from .local import LocalEmbedder
 
-            _loaded[key] = LocalEmbedder(model)
+            _loaded[key] = LocalEmbedder(model, backend=backend, cache_dir=cache_dir)
         return _loaded[key]
 
 
@@ -69,5 +71,5 @@ def configured_embedder(settings, *, model: str | None = None, on_call=None) -> 
         batch_size=s.embed_batch_size, batch_tokens=s.embed_batch_tokens, concurrency=s.embed_concurrency,
         rpm=s.embed_rpm, tpm=s.embed_tpm, max_retries=s.embed_max_retries, timeout=s.embed_timeout,
         on_call=on_call,
-    ) if is_remote(name, s.embed_base_url) else {}
+    ) if is_remote(name, s.embed_base_url) else {"cache_dir": s.home / "models"}
     return get_embedder(name, backend=s.embed_backend, base_url=s.embed_base_url, api_key=s.embed_api_key, **options)

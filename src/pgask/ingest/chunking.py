@@ -7,6 +7,7 @@ embedded together with the chunk text, so a passage is found by what its section
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
@@ -43,16 +44,29 @@ def _inline_text(token) -> str:
     return " ".join("".join(parts).split()) or token.content.strip()
 
 
-def markdown_sections(text: str, title: str) -> list[Section]:
-    """Sections of a markdown text, each with its heading path; code fences are never headings."""
+@functools.lru_cache(maxsize=1)
+def _parsers():
+    """A block-level parser for structure, and a full one for heading text.
+
+    Inline markup (emphasis, links) is most of markdown-it's work and matters only in headings,
+    so documents are parsed at block level and each heading's inline markup on its own.
+    """
     from markdown_it import MarkdownIt
 
-    tokens = MarkdownIt("commonmark").parse(text)
+    return MarkdownIt("commonmark").disable("inline"), MarkdownIt("commonmark")
+
+
+def markdown_sections(text: str, title: str) -> list[Section]:
+    """Sections of a markdown text, each with its heading path; code fences are never headings."""
+    blocks, inline = _parsers()
+    env: dict = {}  # link reference definitions, which heading text may use
+    tokens = blocks.parse(text, env)
     lines = text.split("\n")
     headings: list[tuple[int, int, int, str]] = []  # level, first line, line after, text
     for i, tok in enumerate(tokens):
         if tok.type == "heading_open" and tok.map:
-            headings.append((int(tok.tag[1]), tok.map[0], tok.map[1], _inline_text(tokens[i + 1])))
+            heading = _inline_text(inline.parseInline(tokens[i + 1].content, env)[0])
+            headings.append((int(tok.tag[1]), tok.map[0], tok.map[1], heading))
 
     sections: list[Section] = []
     stack: list[tuple[int, str]] = []

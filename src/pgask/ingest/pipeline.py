@@ -1,7 +1,7 @@
 """discover -> hash -> diff with the database -> load -> chunk -> embed -> COPY; prune.
 
 Three stages overlap: a reader thread loads and chunks files, the calling thread embeds
-batches of chunks, a writer thread stores each finished document in its own transaction.
+batches of chunks, a writer thread stores finished documents (each whole, several per transaction).
 Bounded queues between them keep memory flat however large the corpus is.
 """
 
@@ -209,13 +209,16 @@ class Ingest:
     overlap_tokens: int = 32
     max_file_bytes: int = 100_000_000
     max_text_chars: int = 20_000_000
-    batch_chunks: int = 256  # chunks per embedding call: long enough to keep the model busy
+    # chunks per embedding call: the model sorts them by length into batches, so a long call
+    # pads little and keeps the model busy
+    batch_chunks: int = 512
     # A remote API's inputs per request. When set, batches wait until full and are cut at a
     # multiple of it, so that only the last request of a run is partly filled.
     api_batch: int | None = None
     budget: Budget | None = None  # checked before each batch is sent
     vector_type: str = "vector"  # the embedding column's type (halfvec above 2,000 dimensions)
     queue_documents: int = 64  # documents in flight between stages (back-pressure)
+    write_documents: int = 64  # documents stored per transaction at most
     diff_batch: int = 500  # documents looked up at once when streaming documents
     progress: Progress = field(default_factory=NoProgress)
     on_plan: Callable[[int | None], None] = lambda todo: None  # told how many documents will be (re)embedded
@@ -305,6 +308,21 @@ class Ingest:
         report.seconds = time.perf_counter() - started
         return report
 
+    def chunk(self, doc: Document) -> list[Chunk]:
+        return list(chunk_document(
+            doc, self.embedder.token_offsets, max_tokens=self.embedder.max_tokens,
+            chunk_tokens=self.chunk_tokens, overlap_tokens=self.overlap_tokens,
+        ))
+
+    def chunk_files(self, paths: Sequence[Path]) -> Iterator[Chunk]:
+        """The chunks of the files under `paths`, as an ingest would cut them (nothing is stored)."""
+        files, _, _ = discover(paths)
+        for path in files:
+            try:
+                yield from self.chunk(load(path, read_file(path, self.max_file_bytes), source_of(path)))
+            except LoadError:
+                continue
+
     def _prune(self, scope: Sequence[str], present: set[str], report: IngestReport) -> None:
         with self.connect() as conn:
             gone = [s for s in store.sources_under(conn, self.schema, scope) if s not in present]
@@ -324,10 +342,7 @@ class Ingest:
                     break
                 try:
                     doc, digest = item.load()
-                    chunks = list(chunk_document(
-                        doc, self.embedder.token_offsets, max_tokens=self.embedder.max_tokens,
-                        chunk_tokens=self.chunk_tokens, overlap_tokens=self.overlap_tokens,
-                    ))
+                    chunks = self.chunk(doc)
                 except LoadError as exc:
                     report.failed.append({"source": item.source, "error": str(exc)})
                     self.progress.advance(1, 0)
@@ -338,33 +353,51 @@ class Ingest:
         finally:
             out.put(None)
 
+    def _store(self, conn: psycopg.Connection, docs: list, report: IngestReport) -> None:
+        """Store documents in one transaction; if the database refuses one, store them one by one
+        so that only the unstorable document fails (its transaction rolled back) and the rest go on."""
+        try:
+            store.replace_documents(conn, self.schema, [self._stored(doc) for doc in docs], self.vector_type)
+        except psycopg.DataError as exc:
+            if len(docs) > 1:
+                for doc in docs:
+                    self._store(conn, [doc], report)
+                return
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            report.failed.append({"source": docs[0].source, "error": f"the database refused it: {first}"})
+            self.progress.advance(1, 0)
+            return
+        for doc in docs:
+            if doc.exists:
+                report.updated += 1
+            else:
+                report.added += 1
+        chunks = sum(len(doc.chunks) for doc in docs)
+        report.chunks += chunks
+        self.progress.advance(len(docs), chunks)
+
+    @staticmethod
+    def _stored(doc: Prepared) -> store.StoredDocument:
+        return store.StoredDocument(doc.source, doc.title, doc.content_hash, doc.metadata,
+                                    [store.StoredChunk(c.ordinal, c.heading, c.content, c.token_count, v)
+                                     for c, v in zip(doc.chunks, doc.vectors)])
+
     def _write(self, inbox: queue.Queue, report: IngestReport, errors: list) -> None:
+        done = False  # the end marker was taken: nothing more will come
         try:
             with self.connect() as conn:
-                while (doc := inbox.get()) is not None:
-                    try:
-                        store.replace_document(
-                            conn, self.schema, source=doc.source, title=doc.title, content_hash=doc.content_hash,
-                            metadata=doc.metadata,
-                            chunks=[store.StoredChunk(c.ordinal, c.heading, c.content, c.token_count, v)
-                                    for c, v in zip(doc.chunks, doc.vectors)],
-                            vector_type=self.vector_type,
-                        )
-                    except psycopg.DataError as exc:
-                        # this document's data is unstorable (its transaction rolled back); the rest goes on
-                        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                        report.failed.append({"source": doc.source, "error": f"the database refused it: {first}"})
-                        self.progress.advance(1, 0)
-                        continue
-                    if doc.exists:
-                        report.updated += 1
-                    else:
-                        report.added += 1
-                    report.chunks += len(doc.chunks)
-                    self.progress.advance(1, len(doc.chunks))
+                while not done:
+                    # everything waiting goes in one transaction: one commit for many documents
+                    docs = [inbox.get()]
+                    while len(docs) < self.write_documents and not inbox.empty():
+                        docs.append(inbox.get())
+                    if None in docs:
+                        done, docs = True, docs[: docs.index(None)]
+                    if docs:
+                        self._store(conn, docs, report)
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
-            while inbox.get() is not None:  # drain so the embed stage never blocks on a dead writer
+            while not done and inbox.get() is not None:  # drain so the embed stage never blocks on a dead writer
                 pass
 
     def _batch_size(self, queued: int, done: bool, idle: bool) -> int:

@@ -1,0 +1,222 @@
+"""`pgask bench`: how fast this machine embeds, ingests, searches and bulk-loads vectors.
+
+Everything runs in schemas of its own (pgask_bench, pgask_bench_copy) on the configured
+database, dropped before and after, so the user's knowledge base is never touched. Rates are
+measured in one run on the same machine, so their ratios hold even when a busy neighbour
+slows every absolute number down.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .config import Settings
+from .db import store
+from .errors import PgaskError
+from .kb import KnowledgeBase
+
+BENCH_SCHEMA = "pgask_bench"
+COPY_SCHEMA = "pgask_bench_copy"
+
+# phase name and total (None: unknown) -> a function that advances that phase by n
+Phases = Callable[[str, "int | None"], Callable[[int], None]]
+
+
+@dataclass
+class BenchOptions:
+    corpus: Path
+    queries: Sequence[str] = ()  # empty: sampled from the corpus
+    query_count: int = 100
+    k: int = 10
+    synthetic_rows: int = 100_000
+    m: int = 16
+    ef_construction: int = 64
+    ef_search: int | None = None  # None: pgask's default
+    compare_torch: int = 256  # chunks embedded by both torch fp32 and the backend in use (0: skip)
+
+
+def _no_phase(name: str, total: int | None) -> Callable[[int], None]:
+    return lambda n: None
+
+
+class _IngestPhase:
+    """Shows an ingest as one more phase of the bench's progress display."""
+
+    def __init__(self, phases: Phases) -> None:
+        self.phases = phases
+        self.step: Callable[[int], None] = lambda n: None
+
+    def start(self, total_files: int | None) -> None:
+        self.step = self.phases("ingest (documents)", total_files)
+
+    def advance(self, files: int, chunks: int) -> None:
+        self.step(files)
+
+
+def peak_rss_mb() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)  # bytes on macOS, KiB elsewhere
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values, dtype=np.float64), q))
+
+
+def sample_queries(texts: Sequence[str], count: int) -> list[str]:
+    """Queries drawn evenly from the corpus: the first words of chunks spread over all of it."""
+    step = max(1, len(texts) // count)
+    picked = [" ".join(texts[i].split()[:12]) for i in range(0, len(texts), step)][:count]
+    return [q for q in picked if q]
+
+
+def encode_rate(embed: Callable[[Sequence[str]], np.ndarray], texts: Sequence[str]) -> float:
+    started = time.perf_counter()
+    embed(texts)
+    return len(texts) / (time.perf_counter() - started)
+
+
+def synthetic_vectors(rows: int, dim: int, block: int = 10_000, seed: int = 0):
+    """Unit vectors in blocks, clustered like text embeddings are (uniform noise is HNSW's worst case)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((max(1, rows // 1000), dim)).astype(np.float32)
+    for start in range(0, rows, block):
+        n = min(block, rows - start)
+        vectors = centres[rng.integers(0, len(centres), n)] + 0.6 * rng.standard_normal((n, dim)).astype(np.float32)
+        yield start, vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def copy_synthetic(kb: KnowledgeBase, rows: int, dim: int, step: Callable[[int], None]) -> float:
+    """COPY `rows` synthetic chunk rows through the same binary COPY the ingest uses; rows/s."""
+    elapsed = 0.0
+    with kb.connection() as conn:
+        for start, vectors in synthetic_vectors(rows, dim):
+            batch = [((start + i) // 1000, start + i, (start + i) % 1000, "", "", 0, v) for i, v in enumerate(vectors)]
+            began = time.perf_counter()  # vector generation is not part of the load
+            with conn.transaction():
+                store.copy_chunks(conn, kb.schema, batch)
+            elapsed += time.perf_counter() - began
+            step(len(batch))
+    return rows / elapsed
+
+
+def run(settings: Settings, options: BenchOptions, phases: Phases = _no_phase,
+        notify: Callable[[str], None] = lambda message: None) -> dict:
+    """Measure everything `pgask bench` reports; returns the numbers (see the README's Performance).
+
+    `notify` hears each number as soon as it is measured, so a long run shows what it found so far.
+    """
+    corpus = Path(options.corpus).expanduser()
+    if not corpus.exists():
+        raise PgaskError(f"no such corpus: {corpus} (give a folder of documents with --corpus)")
+    result: dict = {"cpu": cpu_model(), "cores": os.cpu_count()}
+
+    with KnowledgeBase(settings.with_overrides(schema=BENCH_SCHEMA)) as kb:
+        kb.drop()
+        embedder = kb.embedder
+        result["backend"] = getattr(embedder, "backend", "remote")
+        result.update(model=embedder.name, dim=embedder.dim)
+
+        step = phases("chunking", None)
+        texts = [c.embed_text for c in kb.chunk_files([corpus])]
+        step(len(texts))
+        if not texts:
+            raise PgaskError(f"no chunks in {corpus}: give a folder of .md .txt .rst .html .pdf documents")
+        embedder.embed_documents(texts[:16])  # loads the model: not part of any rate
+
+        step = phases("encode (model only)", 1)
+        result["encode_chunks_per_s"] = round(encode_rate(embedder.embed_documents, texts), 2)
+        step(1)
+        notify(f"encode ({result['backend']}): {result['encode_chunks_per_s']} chunks/s over {len(texts)} chunks")
+
+        report = kb.ingest([corpus], progress=_IngestPhase(phases))
+        if report.failed:
+            raise PgaskError(f"the bench corpus has documents that fail to load, e.g. {report.failed[0]['source']}")
+        result.update(documents=report.added, chunks=report.chunks,
+                      ingest_chunks_per_s=round(report.chunks / report.seconds, 2))
+        result["ingest_to_encode_ratio"] = round(result["ingest_chunks_per_s"] / result["encode_chunks_per_s"], 3)
+        result["ingest_peak_rss_mb"] = peak_rss_mb()
+        notify(f"ingest: {result['ingest_chunks_per_s']} chunks/s ({result['ingest_to_encode_ratio']} x encode), "
+               f"peak RSS {result['ingest_peak_rss_mb']} MB")
+
+        step = phases("hnsw index (corpus)", 1)
+        index = kb.create_index(kind="hnsw", m=options.m, ef_construction=options.ef_construction,
+                                ef_search=options.ef_search)
+        step(1)
+        result.update(hnsw_build_s=index["build_seconds"], m=options.m, ef_construction=options.ef_construction,
+                      ef_search=options.ef_search or f"default (max(40, 2k) = {max(40, 2 * options.k)})")
+        notify(f"hnsw build: {result['hnsw_build_s']} s for {report.chunks} chunks")
+
+        queries = list(options.queries) or sample_queries(texts, options.query_count)
+        for q in queries[:5]:
+            kb.search(q, k=options.k)  # warm the pool, the caches and the index pages
+        latencies, overlap = [], []
+        step = phases("search", len(queries))
+        for q in queries:
+            started = time.perf_counter()
+            approximate = kb.search(q, k=options.k)
+            latencies.append((time.perf_counter() - started) * 1000)
+            exact = kb.search(q, k=options.k, exact=True)
+            truth = {h.chunk_id for h in exact}
+            if truth:
+                overlap.append(len(truth & {h.chunk_id for h in approximate}) / len(truth))
+            step(1)
+        result.update(queries=len(queries), search_p50_ms=round(percentile(latencies, 50), 2),
+                      search_p95_ms=round(percentile(latencies, 95), 2),
+                      recall_at_10=round(float(np.mean(overlap)), 4) if overlap else None)
+        notify(f"search: p50 {result['search_p50_ms']} ms, p95 {result['search_p95_ms']} ms, "
+               f"recall@10 {result['recall_at_10']}")
+
+        if options.compare_torch and result["backend"] not in ("torch", "remote"):
+            from .embed.local import LocalEmbedder
+
+            sample = texts[:: max(1, len(texts) // options.compare_torch)][: options.compare_torch]
+            torch = LocalEmbedder(embedder.name, backend="torch", cache_dir=settings.home / "models")
+            torch.embed_documents(sample[:4])
+            step = phases("torch fp32 comparison", 2)
+            rates = {}
+            for name, embed in (("torch", torch.embed_documents), ("backend", embedder.embed_documents)):
+                rates[name] = encode_rate(embed, sample)
+                step(1)
+            result.update(torch_encode_chunks_per_s=round(rates["torch"], 2),
+                          speedup_vs_torch=round(rates["backend"] / rates["torch"], 2))
+            notify(f"torch fp32: {result['torch_encode_chunks_per_s']} chunks/s; "
+                   f"{result['backend']} is {result['speedup_vs_torch']} x faster on {len(sample)} chunks")
+        kb.drop()
+
+    if options.synthetic_rows:
+        with KnowledgeBase(settings.with_overrides(schema=COPY_SCHEMA)) as kb:
+            kb.init(reset=True)
+            result["synthetic_rows"] = options.synthetic_rows
+            result["copy_rows_per_s"] = round(copy_synthetic(kb, options.synthetic_rows, result["dim"],
+                                                             phases("COPY synthetic vectors", options.synthetic_rows)))
+            notify(f"COPY: {result['copy_rows_per_s']} rows/s for {options.synthetic_rows} synthetic vectors")
+            step = phases("hnsw index (synthetic)", 1)
+            index = kb.create_index(kind="hnsw", m=options.m, ef_construction=options.ef_construction)
+            step(1)
+            result.update(synthetic_hnsw_build_s=index["build_seconds"], index_memory_mb=index["memory_mb"],
+                          index_workers=index["workers"])
+            notify(f"hnsw build: {result['synthetic_hnsw_build_s']} s for {options.synthetic_rows} synthetic vectors")
+            kb.drop()
+    else:
+        result["copy_rows_per_s"] = None
+    result["peak_rss_mb"] = peak_rss_mb()
+    return result
