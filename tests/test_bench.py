@@ -8,7 +8,7 @@ from pgask.cli import app
 from pgask.embed.backends import BACKENDS
 
 KEYS = {"backend", "encode_chunks_per_s", "ingest_chunks_per_s", "ingest_to_encode_ratio", "search_p50_ms",
-        "search_p95_ms", "recall_at_10", "copy_rows_per_s", "peak_rss_mb"}
+        "search_p95_ms", "hybrid_p50_ms", "hybrid_p95_ms", "recall_at_10", "copy_rows_per_s", "peak_rss_mb"}
 
 
 def test_bench_json_on_a_tiny_corpus_leaves_the_users_knowledge_base_alone(cli_env, corpus, tmp_path):
@@ -30,6 +30,7 @@ def test_bench_json_on_a_tiny_corpus_leaves_the_users_knowledge_base_alone(cli_e
         assert data[key] > 0, key
     assert data["ingest_to_encode_ratio"] == round(data["ingest_chunks_per_s"] / data["encode_chunks_per_s"], 3)
     assert 0 < data["search_p50_ms"] <= data["search_p95_ms"]
+    assert 0 < data["hybrid_p50_ms"] <= data["hybrid_p95_ms"]
     assert data["recall_at_10"] == 1.0  # a handful of chunks: HNSW finds them all
     assert data["synthetic_rows"] == 3000
     assert data["peak_rss_mb"] >= data["ingest_peak_rss_mb"] > 50

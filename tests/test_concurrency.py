@@ -17,7 +17,7 @@ import threading
 from collections import defaultdict
 from pathlib import Path
 
-from pgask.search import vector_search
+from pgask.search import search
 
 from .conftest import write
 
@@ -75,7 +75,7 @@ def test_searches_during_an_ingest_see_each_document_whole_or_not_at_all(kb, tmp
         try:
             with kb.connection() as conn:
                 while not done.is_set() and len(problems) < 5:
-                    check(vector_search(conn, kb.schema, question, k=100), problems, seen)
+                    check(search(conn, kb.schema, "", question, mode="vector", k=100), problems, seen)
                     searches += 1
         except Exception as exc:  # noqa: BLE001 - a failed search is a finding too
             problems.append(f"the search failed: {exc!r}")

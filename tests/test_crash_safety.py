@@ -51,10 +51,29 @@ def count_documents(kb):
         return conn.execute(f"SELECT count(*) FROM {kb.schema}.documents").fetchone()[0]
 
 
+# `pgask ingest` with small embedding batches and write transactions: at full size a corpus this
+# small is embedded in one batch and stored in one transaction, and there is no "mid-way" to kill.
+SMALL_BATCHES = """
+import sys
+from pgask.cli import main
+from pgask.ingest.pipeline import Ingest
+
+init = Ingest.__init__
+
+def small(self, *args, **kwargs):
+    init(self, *args, **kwargs)
+    self.batch_chunks, self.write_documents = 8, 3
+
+Ingest.__init__ = small
+sys.argv[0] = "pgask"
+main()
+"""
+
+
 def start_ingest(home, schema, corpus):
     env = {**os.environ, "PGASK_HOME": str(home), "PGASK_SCHEMA": schema, "PGASK_DATABASE_URL": "",
            "PGAPPNAME": f"pgask-{schema}"}
-    return subprocess.Popen([sys.executable, "-m", "pgask", "ingest", str(corpus), "--json"], env=env,
+    return subprocess.Popen([sys.executable, "-c", SMALL_BATCHES, "ingest", str(corpus), "--json"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

@@ -166,24 +166,30 @@ def run(settings: Settings, options: BenchOptions, phases: Phases = _no_phase,
         notify(f"hnsw build: {result['hnsw_build_s']} s for {report.chunks} chunks")
 
         queries = list(options.queries) or sample_queries(texts, options.query_count)
-        for q in queries[:5]:
-            kb.search(q, k=options.k)  # warm the pool, the caches and the index pages
-        latencies, overlap = [], []
+        for q in queries[:5]:  # warm the pool, the caches and the index pages
+            kb.search(q, k=options.k, mode="vector")
+            kb.search(q, k=options.k, mode="hybrid")
+        latencies, hybrid, overlap = [], [], []
         step = phases("search", len(queries))
         for q in queries:
             started = time.perf_counter()
-            approximate = kb.search(q, k=options.k)
+            approximate = kb.search(q, k=options.k, mode="vector")
             latencies.append((time.perf_counter() - started) * 1000)
-            exact = kb.search(q, k=options.k, exact=True)
+            exact = kb.search(q, k=options.k, mode="vector", exact=True)
             truth = {h.chunk_id for h in exact}
             if truth:
                 overlap.append(len(truth & {h.chunk_id for h in approximate}) / len(truth))
+            started = time.perf_counter()
+            kb.search(q, k=options.k, mode="hybrid")
+            hybrid.append((time.perf_counter() - started) * 1000)
             step(1)
         result.update(queries=len(queries), search_p50_ms=round(percentile(latencies, 50), 2),
                       search_p95_ms=round(percentile(latencies, 95), 2),
+                      hybrid_p50_ms=round(percentile(hybrid, 50), 2), hybrid_p95_ms=round(percentile(hybrid, 95), 2),
                       recall_at_10=round(float(np.mean(overlap)), 4) if overlap else None)
-        notify(f"search: p50 {result['search_p50_ms']} ms, p95 {result['search_p95_ms']} ms, "
-               f"recall@10 {result['recall_at_10']}")
+        notify(f"vector search: p50 {result['search_p50_ms']} ms, p95 {result['search_p95_ms']} ms, "
+               f"recall@10 {result['recall_at_10']}; hybrid search: p50 {result['hybrid_p50_ms']} ms, "
+               f"p95 {result['hybrid_p95_ms']} ms")
 
         if options.compare_torch and result["backend"] not in ("torch", "remote"):
             from .embed.local import LocalEmbedder

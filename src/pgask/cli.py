@@ -829,7 +829,9 @@ def bench(
                                  f"({result['torch_encode_chunks_per_s']:.1f} chunks/s)"))
     rows += [
         ("search", f"p50 {result['search_p50_ms']:.1f} ms, p95 {result['search_p95_ms']:.1f} ms "
-                   f"over {result['queries']} queries (embedding + SQL, HNSW)"),
+                   f"over {result['queries']} queries (vector: embedding + SQL, HNSW)"),
+        ("hybrid", f"p50 {result['hybrid_p50_ms']:.1f} ms, p95 {result['hybrid_p95_ms']:.1f} ms "
+                   f"(embedding + HNSW and BM25, fused)"),
         ("recall@10", f"{result['recall_at_10']} (HNSW m={result['m']}, ef_construction={result['ef_construction']}, "
                       f"ef_search={result['ef_search']}; vs exact search)"),
         ("hnsw build", f"{result['hnsw_build_s']:.2f} s for {result['chunks']} chunks"),
