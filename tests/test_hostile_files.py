@@ -7,7 +7,7 @@ import tracemalloc
 import pytest
 
 from pgask.ingest.loaders import Document, LoadError, read_file
-from pgask.ingest.pipeline import Ingest, content_hash
+from pgask.ingest.pipeline import content_hash
 
 from .conftest import write
 

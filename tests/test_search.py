@@ -120,6 +120,29 @@ def test_environment_overrides_the_recorded_search_parameters(settings, corpus):
         assert [h.chunk_id for h in ann] == [h.chunk_id for h in kb.search("watering tomatoes", k=3, exact=True)]
 
 
+def test_a_search_runs_with_the_parameters_in_force(loaded):
+    """ef_search and probes as a search sets them: given, else recorded with the index, else the default."""
+    from pgask.db.schema import render
+    from pgask.search import DEFAULT_PROBES, default_ef_search
+
+    def in_force(metric="cosine", depth=5, ef_search=None, probes=None):
+        with loaded.connection() as conn, conn.transaction():
+            conn.execute(render("search_settings.sql", loaded.schema),
+                         {"depth": depth, "ef_search": ef_search, "default_ef_search": default_ef_search(depth),
+                          "probes": probes, "default_probes": DEFAULT_PROBES, "indexscan": "on", "metric": metric})
+            return conn.execute("SELECT current_setting('hnsw.ef_search')::int, "
+                                "current_setting('ivfflat.probes')::int").fetchone()
+
+    assert in_force() == (40, DEFAULT_PROBES)  # nothing recorded
+    loaded.create_index(kind="hnsw", ef_search=77)
+    loaded.create_index(kind="ivfflat", metric="l2", probes=3)
+    assert in_force() == (77, DEFAULT_PROBES)
+    assert in_force("l2") == (40, 3)
+    assert in_force(ef_search=12, probes=7) == (12, 7)  # the environment's
+    assert in_force(depth=100) == (100, DEFAULT_PROBES)  # never fewer candidates than rows wanted
+    assert in_force(ef_search=5000) == (1000, DEFAULT_PROBES)  # pgvector's ceiling
+
+
 def test_build_memory_is_sized_to_the_index():
     from pgask.search import MAX_BUILD_MEMORY_MB, build_memory_mb
 

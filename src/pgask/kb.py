@@ -493,8 +493,10 @@ class KnowledgeBase:
         if embedding is None:
             embedding = self._embed_query(query, [] if calls is None else calls)
         with self.connection() as conn:
-            tuning = self._search_params(conn, options.get("metric", "cosine"))
-            return searching.search(conn, self.schema, query, embedding, mode=mode, **tuning, **options)
+            # the settings win; else search reads what `pgask index` recorded, in the same round trip
+            return searching.search(conn, self.schema, query, embedding, mode=mode,
+                                    ef_search=self.settings.hnsw_ef_search, probes=self.settings.ivfflat_probes,
+                                    **options)
 
     def ask(
         self,

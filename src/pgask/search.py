@@ -117,17 +117,13 @@ def search(
         "SELECT document_id, chunk_id, source, title, heading, content, similarity, score, metadata FROM {}." + call
     ).format(sql.Identifier(schema))
     depth = max(k, HYBRID_CANDIDATES) if mode == "hybrid" else k
-    # HNSW returns at most ef_search rows per scan (pgvector allows 1000 at most). Hybrid's
-    # candidate list needs ef_search >= its depth, no more: the planner prices an HNSW scan by
-    # ef_search, and at 2 x 100 it prefers reading every chunk (45 ms instead of 5 on gpdb-docs).
-    ef = min(1000, max(depth, ef_search or default_ef_search(k)))
+    # HNSW returns at most ef_search rows per scan. Hybrid's candidate list needs ef_search >= its
+    # depth, no more: the planner prices an HNSW scan by ef_search, and at 2 x 100 it prefers
+    # reading every chunk (45 ms instead of 5 on gpdb-docs).
+    tuning = {"depth": depth, "ef_search": ef_search, "default_ef_search": default_ef_search(k), "probes": probes,
+              "default_probes": DEFAULT_PROBES, "indexscan": "off" if exact else "on", "metric": metric}
     with conn.transaction():
-        # one round trip for all the transaction-local settings: a search takes a few milliseconds
-        conn.execute(
-            "SELECT set_config('hnsw.ef_search', %s, true), set_config('ivfflat.probes', %s, true),"
-            " set_config('enable_indexscan', %s, true)",
-            (str(ef), str(probes or DEFAULT_PROBES), "off" if exact else "on"),
-        )
+        conn.execute(render("search_settings.sql", schema), tuning)
         rows = conn.execute(statement, params).fetchall()
     hits = [Hit(*row[:8], metadata=row[8]) for row in rows]
     if threshold is not None:
