@@ -182,6 +182,26 @@ def test_upgrade_adds_keyword_statistics_to_an_older_knowledge_base(kb, corpus):
     assert kept == fresh
 
 
+def test_search_functions_read_one_snapshot_and_older_ones_are_replaced(kb, corpus):
+    """A VOLATILE search function takes a new snapshot per statement: the chunks it ranks and the
+    rows it then fetches could straddle an ingest's commit (seen in CI as a document with a chunk
+    missing). STABLE functions read the calling query's snapshot throughout."""
+    kb.ingest([corpus])
+    s = kb.schema
+    volatility = f"""SELECT p.proname, p.provolatile FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+                     WHERE n.nspname = '{s}' AND p.proname LIKE '%%_search' ORDER BY 1"""
+    stable = [("hybrid_search", "s"), ("keyword_search", "s"), ("vector_search", "s")]
+    with kb.connection() as conn:
+        assert conn.execute(volatility).fetchall() == stable
+        conn.execute(f"ALTER FUNCTION {s}.vector_search VOLATILE")  # as schema version 2 made it
+        conn.execute(f"UPDATE {s}.settings SET value = %s WHERE key = 'schema_version'", (Jsonb(2),))
+        conn.commit()
+    with KnowledgeBase(kb.settings) as again:
+        assert again.search("watering tomatoes", k=1, mode="vector")[0].source.endswith("garden.md")
+        with again.connection() as conn:
+            assert conn.execute(volatility).fetchall() == stable
+
+
 def test_stop_words_only_and_bad_mode(support):
     assert support.search("the of and", k=3, mode="keyword") == []
     assert len(support.search("the of and", k=3, mode="hybrid")) == 3  # the vector ranking alone

@@ -10,7 +10,7 @@ from psycopg.types.json import Jsonb
 
 from ..errors import ModelMismatch, PgaskError
 
-SCHEMA_VERSION = 2  # 2: keyword statistics for BM25, search functions
+SCHEMA_VERSION = 3  # 2: keyword statistics for BM25, search functions; 3: search functions read one snapshot
 
 # The most dimensions pgvector's HNSW and IVFFlat indexes take, by column type.
 INDEX_MAX_DIMS = {"vector": 2000, "halfvec": 4000}

@@ -39,12 +39,16 @@ $$;
 -- iteratively until match_count rows pass the filter. If fewer come back than asked for (an
 -- older pgvector, or a scan that hit hnsw.max_scan_tuples), the search is repeated exactly over
 -- the rows that pass the filter, so it returns match_count rows whenever that many match.
+-- STABLE, not VOLATILE: every statement inside then reads the calling query's snapshot, so the
+-- ids ranked here and the rows fetched by search_results come from the same moment; a VOLATILE
+-- function takes a new snapshot per statement and could fetch a document an ingest half replaced
+-- in between. (The set_config calls are transaction-local and only steer the index scan.)
 CREATE OR REPLACE FUNCTION {schema}.vector_search(
     query_embedding vector, match_count integer,
     filter jsonb DEFAULT '{{}}', source_prefix text DEFAULT NULL, metric text DEFAULT 'cosine')
 RETURNS TABLE (document_id bigint, chunk_id bigint, source text, title text, heading text, content text,
                similarity double precision, score double precision, metadata jsonb)
-LANGUAGE plpgsql VOLATILE AS $$
+LANGUAGE plpgsql STABLE AS $$
 DECLARE
     op text := CASE metric WHEN 'cosine' THEN '<=>' WHEN 'l2' THEN '<->' WHEN 'ip' THEN '<#>' END;
     restriction text := {schema}.document_restriction(coalesce(filter, '{{}}'), source_prefix);
@@ -156,7 +160,7 @@ CREATE OR REPLACE FUNCTION {schema}.hybrid_search(
 RETURNS TABLE (document_id bigint, chunk_id bigint, source text, title text, heading text, content text,
                similarity double precision, score double precision, metadata jsonb,
                vector_rank bigint, keyword_rank bigint)
-LANGUAGE sql VOLATILE AS $$
+LANGUAGE sql STABLE AS $$
     WITH semantic AS (
         SELECT * FROM {schema}.vector_search(
             query_embedding, greatest(candidates, match_count), filter, source_prefix, metric) WITH ORDINALITY
