@@ -46,6 +46,21 @@ def test_onnx_backends_compute_the_same_vectors_as_torch(cache, reference, backe
     assert cosines.mean() >= 0.99
 
 
+@pytest.mark.parametrize("backend", ["torch", "onnx", "onnx-int8"])
+def test_a_question_gets_the_vector_encode_gives_it(cache, backend):
+    """ONNX backends embed a question straight through the session (embed/query_encoder.py): the
+    same vector as sentence-transformers' encode() of that one text, truncation included."""
+    if backend not in backends.available():
+        pytest.skip(f"{backend} is not available on this machine")
+    embedder = LocalEmbedder(DEFAULT_MODEL, backend=backend, cache_dir=cache)
+    questions = ["How often should I water tomatoes?", "", "토마토에 물을 얼마나 자주 줘야 하나요?", "word " * 400]
+    vectors = np.stack([embedder.embed_query(q) for q in questions])
+    one_by_one = np.stack([embedder.embed_documents([q])[0] for q in questions])
+    assert vectors.dtype == np.float32 and vectors.shape == (4, embedder.dim)
+    assert (vectors * one_by_one).sum(axis=1).min() > 0.99999
+    assert (embedder.query_encoder is not None) == backend.startswith("onnx")
+
+
 def test_onnx_export_is_cached_per_model_and_cpu(cache):
     embedder = LocalEmbedder(DEFAULT_MODEL, backend="onnx", cache_dir=cache)
     embedder.embed_query("warm up")

@@ -47,7 +47,7 @@ def environment(isa: str) -> dict:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
             versions[package] = None
-    return {"isa": isa, "cpus": os.cpu_count(), **versions}
+    return {"isa": isa, "cpus": os.cpu_count(), "int8": backends.int8_file(isa), **versions}
 
 
 def choice_file(cache: Path, name: str, isa: str) -> Path:

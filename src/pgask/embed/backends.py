@@ -2,7 +2,8 @@
 
 - torch: the model as published (fp32), the reference every other backend is checked against.
 - onnx: the same weights exported to ONNX and run by ONNX Runtime (fp32).
-- onnx-int8: that export with dynamically quantized int8 weights for this CPU's instruction set.
+- onnx-int8: that export with the transformer's operators fused (attention, layer norm, GELU)
+  and int8 weights (signed, per output channel; activations quantized per batch).
 - cuda: torch in half precision on an NVIDIA GPU, when torch sees one.
 
 ONNX files are exported on first use and kept under PGASK_HOME/models, one folder per model
@@ -46,7 +47,7 @@ def cpu_isa() -> str:
 
 
 def int8_file(isa: str) -> str:
-    return f"onnx/model_qint8_{isa}.onnx"
+    return f"onnx/model_fused_qint8_{isa}.onnx"
 
 
 def onnx_available() -> bool:
@@ -83,7 +84,8 @@ def model_folder(cache: Path, name: str) -> Path:
 @contextmanager
 def _quiet():
     """Export and load log warnings meant for notebooks ("save the exported model ..."): pgask does save it."""
-    loggers = [logging.getLogger(n) for n in ("sentence_transformers", "optimum", "transformers")]
+    # onnxruntime.quantization advises "pre-processing" through the root logger
+    loggers = [logging.getLogger(n) for n in ("sentence_transformers", "optimum", "transformers", "onnxruntime", None)]
     levels = [lg.level for lg in loggers]
     for lg in loggers:
         lg.setLevel(logging.ERROR)
@@ -98,11 +100,32 @@ def _quiet():
             lg.setLevel(level)
 
 
-def _quantization_config(isa: str):
-    from optimum.onnxruntime.configuration import AutoQuantizationConfig
+def quantize(fp32: Path, target: Path) -> None:
+    """Write an int8 version of the ONNX model `fp32` to `target` (atomically).
 
-    # per-channel symmetric weights; dynamic (per-batch) activation ranges, so no calibration data
-    return getattr(AutoQuantizationConfig, isa)(is_static=False)
+    The transformer's operators are fused first (ONNX Runtime's BERT fusions: attention, skip
+    layer norm, GELU; a model they don't match is left as it is), then every weight is quantized
+    to signed int8 per output channel, activations per batch (dynamic, so no calibration data).
+    Measured on gpdb-docs chunks with AVX2: 1.2 x the chunks/s of Optimum's unfused AVX2 recipe
+    (unsigned weights, which pgask used before) at a better mean cosine to fp32 (0.992 vs 0.990).
+    """
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    tmp = Path(tempfile.mkdtemp(prefix=".quantize-", dir=target.parent))
+    try:
+        fused = tmp / "fused.onnx"
+        with _quiet():
+            # num_heads and hidden_size 0: read from the graph
+            optimized = optimize_model(str(fp32), model_type="bert", num_heads=0, hidden_size=0, opt_level=1)
+            optimized.save_model_to_file(str(fused))
+            quantize_dynamic(fused, tmp / "int8.onnx", weight_type=QuantType.QInt8, per_channel=True,
+                             # fused operators (com.microsoft domain) have no inferred output types
+                             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+        os.replace(tmp / "int8.onnx", target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def onnx_export(path: str, name: str, cache: Path, isa: str) -> Path:
@@ -111,28 +134,28 @@ def onnx_export(path: str, name: str, cache: Path, isa: str) -> Path:
     The export is written to a temporary folder and renamed into place, so a process that
     stops half-way, or two processes exporting at once, never leave a broken model behind.
     """
-    from sentence_transformers import SentenceTransformer, export_dynamic_quantized_onnx_model
+    from sentence_transformers import SentenceTransformer
 
     final = model_folder(cache, name) / isa
-    if (final / ONNX_FP32).is_file():
-        return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=final.parent))
-    try:
-        with _quiet():
-            model = SentenceTransformer(path, backend="onnx", device="cpu", local_files_only=True,
-                                        model_kwargs={"export": True, "provider": "CPUExecutionProvider"})
-            model.save_pretrained(str(tmp))
-            if isa != "generic":
-                export_dynamic_quantized_onnx_model(model, _quantization_config(isa), str(tmp),
-                                                    file_suffix=f"qint8_{isa}")
+    if not (final / ONNX_FP32).is_file():
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=final.parent))
         try:
-            os.rename(tmp, final)
-        except OSError:
-            if not (final / ONNX_FP32).is_file():  # not a concurrent export that finished first
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+            with _quiet():
+                model = SentenceTransformer(path, backend="onnx", device="cpu", local_files_only=True,
+                                            model_kwargs={"export": True, "provider": "CPUExecutionProvider"})
+                model.save_pretrained(str(tmp))
+            if isa != "generic":
+                quantize(tmp / ONNX_FP32, tmp / int8_file(isa))
+            try:
+                os.rename(tmp, final)
+            except OSError:
+                if not (final / ONNX_FP32).is_file():  # not a concurrent export that finished first
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    if isa != "generic" and not (final / int8_file(isa)).is_file():  # exported by an earlier pgask
+        quantize(final / ONNX_FP32, final / int8_file(isa))
     return final
 
 

@@ -13,6 +13,7 @@ import numpy as np
 from ..config import DEFAULT_MODEL
 from ..errors import PgaskError
 from . import autoselect, backends
+from .query_encoder import QueryEncoder
 
 ALIASES = {DEFAULT_MODEL, "all-MiniLM-L6-v2", "sentence-transformers/all-minilm-l6-v2"}
 
@@ -54,6 +55,7 @@ class LocalEmbedder:
         self._backend = None if backend == "auto" else backend
         self._model = None
         self._offsets_tokenizer = None
+        self._query_encoder: QueryEncoder | None | bool = False  # False: not looked for yet
         self._lock = threading.RLock()
         self._encode_lock = threading.Lock()
         self._dim = _dim_from_files(self.path)
@@ -130,7 +132,19 @@ class LocalEmbedder:
         return np.asarray(vectors, dtype=np.float32)
 
     def embed_query(self, text: str) -> np.ndarray:
-        return self.embed_documents([text])[0]
+        # Not behind the encode lock: a question asked during an ingest needn't wait for its batch.
+        encoder = self.query_encoder
+        return encoder(text) if encoder else self.embed_documents([text])[0]
+
+    @property
+    def query_encoder(self) -> QueryEncoder | None:
+        """The single-text path straight through ONNX Runtime, where the backend and model allow it."""
+        if self._query_encoder is False:
+            model = self.model
+            with self._lock:
+                if self._query_encoder is False:
+                    self._query_encoder = QueryEncoder.for_model(model) if self.backend.startswith("onnx") else None
+        return self._query_encoder
 
 
 def _offline() -> None:
