@@ -39,8 +39,8 @@ def test_ingest_search_and_status_through_a_password_url(run, corpus, kb, tmp_pa
     external = [(r["source"], r["heading"], r["chunk_id"]) for r in json.loads(found.stdout)["results"]]
     kb.ingest([corpus])  # the same corpus in the embedded database
     embedded = [(h.source, h.heading, h.chunk_id) for h in kb.search("what should I use to oil a bike chain", k=5)]
-    # int8 activations are quantized per batch, so near-ties among the weak hits may swap between runs
-    assert external[:3] == embedded[:3] and set(external) == set(embedded)
+    # the same vectors (a passage's vector does not depend on what it was embedded with), the same ranking
+    assert external == embedded
     assert external[0][0].endswith("bicycle.html")
 
     status = run("status", "--json")
