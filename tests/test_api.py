@@ -213,6 +213,8 @@ def test_ask_streams_question_tokens_sources_then_done(client):
     sources = json.loads(events[-2][1])
     assert sources["mode"] == "extractive" and sources["sources"][0]["n"] == 1
     assert json.loads(events[-1][1])["answer"] == streamed and "two or three times a week" in streamed
+    # an extractive answer streams a cited sentence at a time
+    assert names.count("token") == streamed.count("] ") + 1 >= 2
 
 
 def test_an_empty_knowledge_base_is_a_400_before_any_stream(kb):

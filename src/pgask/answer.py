@@ -155,6 +155,10 @@ def plain(text: str) -> str:
     return text
 
 
+# the space after a sentence's citation: where an extractive answer is cut into streamed pieces
+CITED_SENTENCE_END = re.compile(r"(?<=\]) (?=\S)")
+
+
 def extractive_answer(
     question_vector: np.ndarray, hits: Sequence[Hit], embed: Callable[[list[str]], np.ndarray],
     *, max_sentences: int = 3,
@@ -185,8 +189,10 @@ def compose(question: str, vector: np.ndarray, hits: Sequence[Hit], *,
         return Answer(question, NO_ANSWER, "none")
     if not settings.llm_configured:
         text = extractive_answer(vector, hits, embed)
-        if on_token:
-            on_token(text)
+        if on_token:  # a cited sentence at a time, as a written answer arrives; the pieces add up to text
+            pieces = CITED_SENTENCE_END.split(text)
+            for i, piece in enumerate(pieces):
+                on_token(piece if i == 0 else " " + piece)
         return Answer(question, text, "extractive", list(hits))
     model = model or ChatModel.from_settings(settings)
     text, info = model.complete(build_messages(question, hits), on_token)
