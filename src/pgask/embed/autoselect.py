@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from . import backends
-from .direct_encoder import DirectEncoder
+from .direct_encoder import DirectEncoder, encode_passages
 
 MIN_COSINE = 0.99  # mean cosine similarity to the fp32 vectors a backend must keep
 ROUNDS = 3
@@ -52,15 +52,6 @@ def environment(isa: str) -> dict:
     return {"isa": isa, "cpus": os.cpu_count(), "int8": backends.int8_file(isa), "passages": "direct", **versions}
 
 
-def passage_encoder(model, backend: str):
-    """texts -> vectors as LocalEmbedder.embed_documents runs `backend`, so that what is timed is what is used."""
-    direct = DirectEncoder.for_model(model) if backend.startswith("onnx") else None
-    if direct:
-        return direct.encode
-    return lambda texts: model.encode(texts, batch_size=32, normalize_embeddings=True, convert_to_numpy=True,
-                                      show_progress_bar=False)
-
-
 def choice_file(cache: Path, name: str, isa: str) -> Path:
     return backends.model_folder(cache, name) / f"auto-{isa}.json"
 
@@ -80,7 +71,9 @@ def measure(path: str, name: str, cache: Path, candidates: list[str], isa: str) 
     """Time and check each candidate on the probe passages; returns the choice and its loaded model."""
     texts = probe_texts()
     models = {b: backends.load(path, name, b, cache, isa) for b in candidates}
-    encode = {b: (lambda run: lambda: run(texts))(passage_encoder(m, b)) for b, m in models.items()}
+    # timed as LocalEmbedder.embed_documents runs each backend, so that what is timed is what is used
+    encode = {b: (lambda m, direct: lambda: encode_passages(m, direct, texts))(m, DirectEncoder.for_backend(m, b))
+              for b, m in models.items()}
     vectors = {b: np.asarray(run(), dtype=np.float32) for b, run in encode.items()}  # also warms each up
     best = dict.fromkeys(candidates, 0.0)
     for _ in range(ROUNDS):

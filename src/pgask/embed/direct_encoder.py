@@ -11,8 +11,9 @@ same vector. One text a run has two more reasons than speed:
   cores busy, and no padding is computed (measured on gpdb-docs chunks with int8 weights: 71.6
   chunks/s against 57.6 for encode() in batches of 32);
 - the int8 model quantizes activations per run, so in a batch a text's vector depends on its
-  batch mates (cosine 0.99 between two such vectors of one text). Alone, a text always gets the
-  same vector, so two ingests of one corpus, or an ingest and a question, agree exactly.
+  batch mates (128 gpdb-docs chunks, alone vs in batches of 32 through encode(): cosine 0.9946
+  on average, 0.9843 at worst). Alone, a text always gets the same vector, so two ingests of
+  one corpus, or an ingest and a question, agree exactly.
 
 It is used only for models whose pipeline is exactly Transformer -> mean Pooling [-> Normalize];
 encode() serves the rest.
@@ -70,5 +71,16 @@ class DirectEncoder:
         vector = tokens.mean(axis=0)  # no padding: every token counts
         return (vector / np.linalg.norm(vector)).astype(np.float32)
 
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        return np.stack([self(text) for text in texts]) if len(texts) else np.zeros((0, 0), dtype=np.float32)
+    @classmethod
+    def for_backend(cls, model, backend: str) -> DirectEncoder | None:
+        """The encoder where `backend` runs ONNX Runtime and the model fits this path, else None."""
+        return cls.for_model(model) if backend.startswith("onnx") else None
+
+
+def encode_passages(model, direct: DirectEncoder | None, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
+    """Unit vectors of `texts` (at least one): one text a run through `direct` where there is one,
+    else sentence-transformers' encode() in padded batches (torch, cuda, other poolings)."""
+    if direct:
+        return np.stack([direct(text) for text in texts])
+    return model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
+                        show_progress_bar=False)

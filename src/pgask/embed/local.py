@@ -13,7 +13,7 @@ import numpy as np
 from ..config import DEFAULT_MODEL
 from ..errors import PgaskError
 from . import autoselect, backends
-from .direct_encoder import DirectEncoder
+from .direct_encoder import DirectEncoder, encode_passages
 
 ALIASES = {DEFAULT_MODEL, "all-MiniLM-L6-v2", "sentence-transformers/all-minilm-l6-v2"}
 
@@ -126,13 +126,7 @@ class LocalEmbedder:
         model = self.model
         encoder = self.direct_encoder
         with self._encode_lock:  # one encode at a time: it uses every core already
-            if encoder:  # one text a run: faster on a CPU, and a vector independent of its batch mates
-                vectors = encoder.encode(list(texts))
-            else:
-                vectors = model.encode(
-                    list(texts), batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True,
-                    show_progress_bar=False,
-                )
+            vectors = encode_passages(model, encoder, texts, self.batch_size)
         return np.asarray(vectors, dtype=np.float32)
 
     def embed_query(self, text: str) -> np.ndarray:
@@ -147,7 +141,7 @@ class LocalEmbedder:
             model = self.model
             with self._lock:
                 if self._direct_encoder is False:
-                    self._direct_encoder = DirectEncoder.for_model(model) if self.backend.startswith("onnx") else None
+                    self._direct_encoder = DirectEncoder.for_backend(model, self.backend)
         return self._direct_encoder
 
 
