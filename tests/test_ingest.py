@@ -140,3 +140,62 @@ def test_documents_from_elsewhere_are_streamed_diffed_and_pruned(kb):
     best = kb.search("changing a clock battery", k=1)[0]
     assert best.source == "table:public.notes/3"
     assert counts(kb)[0] == 29
+
+
+EMBEDDED_TABLE_PAGE = """---
+title: Server parameters
+---
+
+Parameters that size the memory of each segment.
+
+## <a id="vmem"></a>Memory limits
+
+<table class="table frame-all" id="t1"><caption><span class="table--title-label">Table 1. </span><span class="title">Memory parameters</span></caption><colgroup><col><col></colgroup><thead class="thead">
+<tr class="row">
+<th class="entry" id="t1__entry__1">Parameter</th>
+<th class="entry" id="t1__entry__2">Meaning</th>
+</tr>
+</thead><tbody class="tbody">
+
+<tr class="row">
+<td class="entry nocellnorowborder" style="vertical-align:top;" headers="t1__entry__1"><code class="ph codeph">zq_vmem_ceiling</code></td>
+<td class="entry" headers="t1__entry__2">Sets the most memory a quokkaworker may use, in megabytes &amp; pages.<p class="p">Recommended: 8192</p></td>
+</tr>
+</tbody></table>
+
+Run `SELECT 1;` after changing it:
+
+```sql
+SELECT name,
+       setting
+FROM pg_settings;
+```
+"""
+
+
+def test_html_embedded_in_markdown_is_stored_as_clean_text(kb, tmp_path):
+    write(tmp_path / "params.md", EMBEDDED_TABLE_PAGE)
+    kb.ingest([tmp_path])
+    with kb.connection() as conn:
+        rows = conn.execute(f"SELECT heading, content, fts::text FROM {kb.schema}.chunks").fetchall()
+    text = "\n".join(f"{h}\n{c}\n{f}" for h, c, f in rows)
+    for markup in ("<", "class=", "&amp;", "headers=", "vertical-align"):
+        assert markup not in text, markup
+    content = "\n".join(c for _, c, _ in rows)
+    # header kept with each cell, code kept as code (indentation too), entities decoded
+    assert "Parameter: `zq_vmem_ceiling`" in content
+    assert "Meaning: Sets the most memory a quokkaworker may use, in megabytes & pages. Recommended: 8192" in content
+    assert "```sql\nSELECT name,\n       setting\nFROM pg_settings;\n```" in content
+    assert any(h.endswith("Memory limits") for h, _, _ in rows)
+    hits = kb.search("quokkaworker", mode="keyword", k=1)
+    assert hits and "zq_vmem_ceiling" in hits[0].content
+
+
+def test_a_new_loader_version_reingests_unchanged_files(kb, tmp_path, monkeypatch):
+    from pgask.ingest import loaders
+
+    write(tmp_path / "params.md", EMBEDDED_TABLE_PAGE)
+    assert kb.ingest([tmp_path]).added == 1
+    assert kb.ingest([tmp_path]).unchanged == 1
+    monkeypatch.setattr(loaders, "LOADER_VERSION", loaders.LOADER_VERSION + "-next")
+    assert kb.ingest([tmp_path]).updated == 1

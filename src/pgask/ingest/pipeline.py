@@ -28,6 +28,7 @@ from ..db import store
 from ..errors import PgaskError
 from ..usage import Budget
 from .chunking import Chunk, chunk_document
+from . import loaders
 from .loaders import Document, LoadError, load, read_file, supported
 
 # Part of every content hash: a change to how documents are cut re-ingests them.
@@ -149,7 +150,9 @@ def _batched(items: Iterable, size: int) -> Iterator[tuple]:  # itertools.batche
 
 
 def signature(model: str, chunk_tokens: int, overlap_tokens: int) -> bytes:
-    return f"pgask-chunker-{CHUNKER_VERSION}|{model}|{chunk_tokens}|{overlap_tokens}".encode()
+    # read when called, so that a new loader version is seen by a process that imported this module
+    return (f"pgask-chunker-{CHUNKER_VERSION}|loader-{loaders.LOADER_VERSION}|{model}|{chunk_tokens}|"
+            f"{overlap_tokens}").encode()
 
 
 def content_hash(data: bytes, sig: bytes) -> str:
