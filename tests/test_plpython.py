@@ -32,7 +32,11 @@ SCHEMA = "kb"
 @pytest.fixture(scope="module")
 def server():
     paths = [sysconfig.get_paths()["purelib"], str(Path(pgask.__file__).resolve().parents[1])]
-    pg = PostgresServer(PG15 / "bin", env={"PYTHONPATH": ":".join(paths), "PGASK_EMBED_MODEL": ""},
+    # PATH as on a database host: with an activated virtualenv first on PATH, the server's embedded
+    # Python takes that venv's base interpreter's standard library, built for another libpython
+    # (CI: pyenv's 3.11.7 beside Debian's 3.11.2, "undefined symbol: _PyModule_Add" on import ssl)
+    env = {"PYTHONPATH": ":".join(paths), "PGASK_EMBED_MODEL": "", "PATH": "/usr/bin:/bin"}
+    pg = PostgresServer(PG15 / "bin", env=env,
                         reads=tuple(paths)).start()
     yield pg
     pg.stop()
