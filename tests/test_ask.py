@@ -31,7 +31,9 @@ def test_question_the_documents_cannot_answer_gets_mode_none(loaded):
     result = loaded.ask("What is the capital city of Australia?")
     assert result.mode == "none"
     assert result.answer == NO_ANSWER
-    assert result.sources == []
+    # the passages it looked at are shown, so that a reader can see why
+    looked_at = loaded.search("What is the capital city of Australia?", k=loaded.settings.top_k)
+    assert [h.chunk_id for h in result.sources] == [h.chunk_id for h in looked_at]
 
 
 def test_llm_answer_streams_from_an_openai_compatible_server(loaded, settings, httpserver):

@@ -101,3 +101,33 @@ def test_own_questions_against_the_knowledge_base(run, corpus, tmp_path):
     assert result.exit_code == 1 and "'missing.md'" in result.stderr and "not in the knowledge base" in result.stderr
     questions.write_text('{"question": "no source"}\n')
     assert "expected" in run("eval", str(questions)).stderr
+
+
+def test_a_question_set_over_a_corpus_folder_scores_each_kind(run, corpus, tmp_path):
+    questions = tmp_path / "set.jsonl"
+    questions.write_text("".join(json.dumps(q) + "\n" for q in [
+        {"id": "en-1", "kind": "answerable", "split": "dev", "question": "how often do tomatoes need water",
+         "relevant": ["garden.md"]},
+        {"id": "en-2", "kind": "answerable", "split": "test", "question": "oiling a bike chain",
+         "relevant": ["guides/bicycle.html"]},
+        {"id": "un-1", "kind": "unanswerable", "split": "test", "question": "quarterly tax filing deadlines for LLCs",
+         "relevant": []},
+    ]))
+    result = run("eval", str(questions), "--corpus", str(corpus), "--mode", "hybrid", "--json")
+    assert result.exit_code == 0, result.output
+    assert "schema eval_corpus" in result.stderr
+    rows = {row["kind"]: row for row in json.loads(result.stdout)}
+    assert rows.keys() == {"answerable", "unanswerable"}
+    answerable, unanswerable = rows["answerable"], rows["unanswerable"]
+    assert answerable["queries"] == 2 and (answerable["mrr@10"], answerable["hit@1"], answerable["hit@5"]) == (1, 1, 1)
+    assert answerable["refused"] == 0
+    assert unanswerable["queries"] == 1 and unanswerable["refused"] == 1 and "mrr@10" not in unanswerable
+
+    only_dev = run("eval", str(questions), "--corpus", str(corpus), "--mode", "keyword", "--split", "dev")
+    assert only_dev.exit_code == 0, only_dev.output
+    kinds = [line.split()[1] for line in only_dev.stdout.splitlines() if line.strip().startswith("keyword ")]
+    assert kinds == ["answerable"]
+
+    questions.write_text(json.dumps({"question": "x", "relevant": ["nowhere.md"]}) + "\n")
+    wrong = run("eval", str(questions), "--corpus", str(corpus))
+    assert wrong.exit_code == 1 and "'nowhere.md'" in wrong.stderr and "relative to the corpus" in wrong.stderr

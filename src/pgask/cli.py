@@ -549,31 +549,41 @@ def _backend_line(backend: dict | None) -> str:
 @handle_errors
 def evaluate(
     path: Path = typer.Argument(..., help="A BEIR dataset folder (corpus.jsonl, queries.jsonl, qrels/), or a "
-                                          "JSON-lines file of your own questions and their expected sources."),
+                                          "JSON-lines file of your own questions and their relevant documents."),
+    corpus: Path = typer.Option(None, "--corpus", help="Questions file: the folder its relevant paths are "
+                                                       "relative to, ingested into a knowledge base of its own "
+                                                       "(default: ask the current knowledge base)."),
     mode: str = typer.Option("all", "--mode", help="vector, keyword, hybrid or all."),
-    split: str = typer.Option("test", "--split", help="BEIR: which qrels/<split>.tsv to evaluate."),
+    split: str = typer.Option(None, "--split", help="BEIR: which qrels/<split>.tsv (default test); questions "
+                                                    "file: only the questions of this split (default all)."),
     as_json: bool = JsonOption,
 ):
-    """Measure retrieval: nDCG@10, Recall@100 and MRR@10 per search mode."""
+    """Measure retrieval (nDCG@10, Recall@100, MRR@10, hit@1, hit@5 per search mode and kind of
+    question) and how often `pgask ask` would refuse to answer."""
     from . import eval as evaluation
+    from .config import load_settings
 
     modes = evaluation.modes_for(mode)
     progress = QueryProgress()
-    if path.is_dir():
-        from .config import load_settings
-
+    notify = lambda message: err.print(f"[dim]{escape(message)}[/dim]")  # noqa: E731
+    if path.is_dir() or (path.is_file() and corpus is not None):
         ingest_progress = IngestProgress()
         try:
-            rows = evaluation.evaluate_beir(
-                load_settings(), path, split=split, modes=modes, ingest_progress=ingest_progress,
-                query_progress=progress, notify=lambda message: err.print(f"[dim]{escape(message)}[/dim]"))
+            if path.is_dir():
+                rows = evaluation.evaluate_beir(
+                    load_settings(), path, split=split or "test", modes=modes, ingest_progress=ingest_progress,
+                    query_progress=progress, notify=notify)
+            else:
+                rows = evaluation.evaluate_corpus(
+                    load_settings(), path, corpus, split=split, modes=modes, ingest_progress=ingest_progress,
+                    query_progress=progress, notify=notify)
         finally:
             ingest_progress.stop()
             progress.stop()
     elif path.is_file():
         with knowledge_base() as kb:
             try:
-                rows = evaluation.evaluate_questions(kb, path, modes=modes, progress=progress)
+                rows = evaluation.evaluate_questions(kb, path, split=split, modes=modes, progress=progress)
             finally:
                 progress.stop()
     else:
@@ -583,11 +593,20 @@ def evaluate(
         return
     from rich.table import Table
 
-    table = Table("dataset", "mode", "nDCG@10", "Recall@100", "MRR@10", "queries", "seconds")
-    for row in rows:
-        table.add_row(row["dataset"], row["mode"], f"{row['ndcg@10']:.4f}", f"{row['recall@100']:.4f}",
-                      f"{row['mrr@10']:.4f}", str(row["queries"]), f"{row['seconds']:.1f}")
-    out.print(table)
+    from rich import box
+
+    for dataset in dict.fromkeys(row["dataset"] for row in rows):
+        # collapsed padding: nine columns fit an 80-column terminal uncut
+        table = Table("mode", "kind", "nDCG@10", "R@100", "MRR@10", "hit@1", "hit@5", "n", "refused",
+                      title=dataset, box=box.SIMPLE_HEAD, show_edge=False, collapse_padding=True)
+        for row in (r for r in rows if r["dataset"] == dataset):
+            measures = [f"{row[m]:.4f}" if m in row else "-"
+                        for m in ("ndcg@10", "recall@100", "mrr@10", "hit@1", "hit@5")]
+            table.add_row(row["mode"], row["kind"], *measures, str(row["queries"]), str(row["refused"]))
+        out.print(table)
+    seconds = sum(r["seconds"] for r in rows)
+    out.print(f"searched in {seconds:.1f}s. refused: the questions `pgask ask` answers \"not in the documents\" "
+              "from the same passages (right for unanswerable ones, wrong for the rest)")
 
 
 def _distribution_rows(info: dict) -> list[tuple[str, str]]:

@@ -13,7 +13,7 @@ import json
 import os
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator, Protocol, Sequence
 
@@ -27,9 +27,10 @@ DEPTH = 100  # documents retrieved per question: enough for Recall@100
 
 
 def _measures() -> dict:
-    from ir_measures import RR, R, nDCG
+    from ir_measures import RR, R, Success, nDCG
 
-    return {"ndcg@10": nDCG @ 10, "recall@100": R @ 100, "mrr@10": RR @ 10}
+    return {"ndcg@10": nDCG @ 10, "recall@100": R @ 100, "mrr@10": RR @ 10,
+            "hit@1": Success @ 1, "hit@5": Success @ 5}
 
 
 @dataclass
@@ -39,6 +40,7 @@ class Judged:
     name: str
     queries: dict[str, str]  # query id -> text
     qrels: dict[str, dict[str, int]]  # query id -> document id -> relevance
+    kinds: dict[str, str] | None = None  # query id -> answerable, unanswerable, korean ... (None: all answerable)
 
 
 class QueryProgress(Protocol):
@@ -138,23 +140,38 @@ def beir_documents(folder: Path, name: str) -> Iterator[Document]:
 
 # --- your own questions ----------------------------------------------------------------------------
 
+UNANSWERABLE = "unanswerable"
 
-def load_questions(path: Path) -> Judged:
-    """{"question": ..., "source": ...} (or "sources": [...]) per line: which documents should answer it."""
-    queries, qrels = {}, {}
+
+def load_questions(path: Path, split: str | None = None) -> Judged:
+    """One question per line: {"question": ..., "relevant": [paths]} ("source" or "sources" also do),
+    optionally with "id", "kind" (answerable, unanswerable, korean ...) and "split" (dev, test).
+
+    A question of kind "unanswerable" has no relevant documents: the docs do not answer it, and it
+    counts for how often pgask says so.
+    """
+    queries, qrels, kinds = {}, {}, {}
     for number, record in enumerate(read_jsonl(path), 1):
+        if split and record.get("split", split) != split:
+            continue
         question = record.get("question")
-        expected = record.get("sources", record.get("source"))
+        expected = record.get("relevant", record.get("sources", record.get("source")))
         expected = [expected] if isinstance(expected, str) else expected
-        if not isinstance(question, str) or not question.strip() or not expected or \
-                not all(isinstance(s, str) and s for s in expected):
+        kind = str(record.get("kind") or ("answerable" if expected else UNANSWERABLE))
+        valid = isinstance(expected, list) and all(isinstance(s, str) and s for s in expected)
+        if not isinstance(question, str) or not question.strip() or not valid or \
+                (not expected and kind != UNANSWERABLE) or (expected and kind == UNANSWERABLE):
             raise PgaskError(f"{path}, question {number}: expected "
-                             '{"question": "...", "source": "path/of/the/document"} (or "sources": [...])')
-        queries[str(number)] = question
-        qrels[str(number)] = {s: 1 for s in expected}
+                             '{"question": "...", "relevant": ["path/of/the/document"]} '
+                             '(or "kind": "unanswerable" and no relevant documents)')
+        qid = str(record.get("id", number))
+        if qid in queries:
+            raise PgaskError(f"{path}, question {number}: id {qid!r} is used twice")
+        queries[qid], kinds[qid] = question, kind
+        qrels[qid] = {s: 1 for s in expected}
     if not queries:
-        raise PgaskError(f"{path} has no questions")
-    return Judged(path.stem, queries, qrels)
+        raise PgaskError(f"{path} has no questions" + (f" in split {split!r}" if split else ""))
+    return Judged(path.stem, queries, qrels, kinds)
 
 
 def source_matches(source: str, expected: str) -> bool:
@@ -176,7 +193,7 @@ def resolve_expected(judged: Judged, stored: Sequence[str]) -> Judged:
                                  "give its path as `pgask search` shows it, or ingest it first")
             resolved.update({s: relevance for s in found})
         qrels[qid] = resolved
-    return Judged(judged.name, judged.queries, qrels)
+    return replace(judged, qrels=qrels)
 
 
 # --- running the questions -------------------------------------------------------------------------
@@ -200,35 +217,47 @@ def evaluate(
     document_of: Callable[[str], str] = lambda source: source,
     progress: QueryProgress | None = None,
 ) -> list[dict]:
-    """One row of measures per mode, averaged over every judged question (one with no hits scores 0)."""
+    """One row of measures per mode and kind of question, averaged over its questions (one with no
+    hits scores 0). Each row also counts `refused`: the questions that `pgask ask` would answer
+    "not in the documents" from the same passages (for unanswerable questions, the right call)."""
     import ir_measures
 
     measures = _measures()
     embeddings = {qid: kb.embedder.embed_query(text) for qid, text in judged.queries.items() if text.strip()}
+    kinds = judged.kinds or dict.fromkeys(judged.queries, "answerable")
+    order = list(dict.fromkeys(kinds[q] for q in judged.queries))
     rows = []
     for mode in modes:
         if progress:
             progress.start(mode, len(judged.queries))
         started = time.perf_counter()
         run: dict[str, dict[str, float]] = {}
+        refused: set[str] = set()
         for qid, text in judged.queries.items():
             # an empty question finds nothing (and scores 0) rather than stopping the run
             hits = kb.search(text, k=DEPTH, mode=mode, embedding=embeddings[qid]) if qid in embeddings else []
             # BEIR's convention: a document with the question's own id is not an answer to it
             ranked = [d for d in ranked_documents(hits, document_of, DEPTH) if d != qid]
             run[qid] = {doc: float(len(ranked) - rank) for rank, doc in enumerate(ranked)}
+            if not kb.answerable(text, hits[:kb.settings.top_k]):
+                refused.add(qid)
             if progress:
                 progress.advance()
         seconds = time.perf_counter() - started
         if progress:
             progress.stop()
-        totals = dict.fromkeys(measures.values(), 0.0)
-        for metric in ir_measures.iter_calc(list(measures.values()), judged.qrels, run):
-            totals[metric.measure] += metric.value
-        row = {"dataset": judged.name, "mode": mode}
-        row.update({key: round(totals[m] / len(judged.queries), 4) for key, m in measures.items()})
-        row.update(queries=len(judged.queries), seconds=round(seconds, 1))
-        rows.append(row)
+        for kind in order:
+            qids = [q for q in judged.queries if kinds[q] == kind]
+            row = {"dataset": judged.name, "mode": mode, "kind": kind}
+            if kind != UNANSWERABLE:
+                totals = dict.fromkeys(measures.values(), 0.0)
+                qrels = {q: judged.qrels[q] for q in qids}
+                for metric in ir_measures.iter_calc(list(measures.values()), qrels, {q: run[q] for q in qids}):
+                    totals[metric.measure] += metric.value
+                row.update({key: round(totals[m] / len(qids), 4) for key, m in measures.items()})
+            row.update(queries=len(qids), refused=len(refused & set(qids)),
+                       seconds=round(seconds * len(qids) / len(judged.queries), 1))
+            rows.append(row)
     return rows
 
 
@@ -265,8 +294,41 @@ def evaluate_beir(
 
 
 def evaluate_questions(
-    kb: KnowledgeBase, path: Path, *, modes: Sequence[str] = MODES, progress: QueryProgress | None = None
+    kb: KnowledgeBase, path: Path, *, split: str | None = None, modes: Sequence[str] = MODES,
+    progress: QueryProgress | None = None,
 ) -> list[dict]:
     """Measure each mode on your own questions (JSON lines of question and expected source) against `kb`."""
-    judged = resolve_expected(load_questions(path), kb.sources())
+    judged = resolve_expected(load_questions(path, split), kb.sources())
     return evaluate(kb, judged, modes, progress=progress)
+
+
+def evaluate_corpus(
+    settings: Settings,
+    path: Path,
+    corpus: Path,
+    *,
+    split: str | None = None,
+    modes: Sequence[str] = MODES,
+    ingest_progress=None,
+    query_progress: QueryProgress | None = None,
+    notify: Callable[[str], None] = lambda message: None,
+) -> list[dict]:
+    """Ingest the folder `corpus` into a knowledge base of its own (schema eval_<folder name>,
+    unchanged files skipped, removed ones pruned), then measure each mode on the questions in
+    `path`, whose relevant documents are paths relative to `corpus`."""
+    if not corpus.is_dir():
+        raise PgaskError(f"--corpus {corpus} is not a folder")
+    judged = load_questions(path, split)
+    root = corpus.resolve()
+    with KnowledgeBase(settings.with_overrides(schema=beir_schema(root.name))) as kb:
+        report = kb.ingest([root], prune=True, progress=ingest_progress, notify=notify)
+        notify(f"corpus in schema {kb.schema}: {report.added} added, {report.updated} updated, "
+               f"{report.unchanged} unchanged, {report.deleted} deleted, {report.chunks} chunks "
+               f"embedded in {report.seconds:.1f}s")
+        stored = {os.path.relpath(s, root) for s in kb.sources()}
+        missing = sorted({d for docs in judged.qrels.values() for d in docs} - stored)
+        if missing:
+            raise PgaskError(f"{path} names {len(missing)} relevant documents that {corpus} does not hold, "
+                             f"such as {missing[0]!r}: give paths relative to the corpus folder")
+        return evaluate(kb, judged, modes, document_of=lambda source: os.path.relpath(source, root),
+                        progress=query_progress)

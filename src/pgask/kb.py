@@ -18,6 +18,7 @@ import psycopg
 from psycopg import sql
 
 from . import answer as answering
+from . import answerability
 from . import conversation
 from . import search as searching
 from .config import Settings, load_settings
@@ -526,7 +527,11 @@ class KnowledgeBase:
             on_question(standalone)
         vector = self._embed_query(standalone, calls)
         hits = self._retrieve(standalone, embedding=vector, k=k or self.settings.top_k, mode=mode, filter=filter,
-                              source=source, threshold=self.settings.threshold if threshold is None else threshold)
+                              source=source, threshold=threshold)
+        if hits and not self.answerable(standalone, hits, threshold=threshold):
+            # the passages looked at are still shown: they are why the answer is "not in the documents"
+            return answering.Answer(question, answering.NO_ANSWER, "none", hits, usage=sum_calls(calls),
+                                    standalone_question=standalone)
         result = answering.compose(standalone, vector, hits, embed=lambda texts: self._embed_texts(texts, calls),
                                    settings=self.settings,
                                    model=self.chat_model if self.settings.llm_configured else None,
@@ -535,6 +540,12 @@ class KnowledgeBase:
             calls.append(self._record_chat(result.usage))
         result.usage = dict(result.usage or {}, **sum_calls(calls))
         return replace(result, question=question, standalone_question=standalone)
+
+    def answerable(self, question: str, hits: Sequence[Hit], *, threshold: float | None = None) -> bool:
+        """Whether `hits` (what a search for `question` found) answer it, or pgask should say the
+        documents do not; `threshold`: the least cosine similarity that can (default PGASK_THRESHOLD)."""
+        return answerability.answerable(question, hits,
+                                        threshold=self.settings.threshold if threshold is None else threshold)
 
     def standalone_question(self, question: str, history: Sequence[Mapping[str, str]] = (),
                             calls: list[Call] | None = None) -> str:
