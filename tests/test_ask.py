@@ -82,3 +82,43 @@ def test_sources_cannot_break_out_of_their_delimiters():
     user = build_messages("q?", [evil])[-1]["content"]
     assert user.count("</source>") == 1
     assert "untrusted" in SYSTEM_PROMPT
+
+
+def test_a_model_that_finds_no_answer_in_the_sources_gives_mode_none_with_them(loaded, settings, httpserver):
+    httpserver.expect_request("/v1/chat/completions").respond_with_response(
+        sse_chat(["The documents do not ", "answer this question."]))
+    with KnowledgeBase(settings, llm_base_url=httpserver.url_for("/v1"), llm_model="test-model") as kb:
+        result = kb.ask("Which fertiliser brand do tomato growers prefer?")
+        with kb.connection() as conn:
+            calls = conn.execute(f"SELECT kind, tokens_in FROM {kb.schema}.usage").fetchall()
+    assert result.mode == "none" and result.answer == NO_ANSWER
+    assert result.sources and any("tomato" in s.content.lower() for s in result.sources)
+    assert calls == [("chat", 120)]  # the model's reading is paid for, and recorded, all the same
+
+
+def test_a_korean_question_is_searched_in_english_and_answered_as_asked(loaded, settings, httpserver):
+    korean = "토마토에는 물을 얼마나 자주 줘야 하나요?"
+    httpserver.expect_ordered_request("/v1/chat/completions").respond_with_response(
+        sse_chat(["How often should tomato plants be watered?"], usage=(40, 9)))
+    httpserver.expect_ordered_request("/v1/chat/completions").respond_with_response(
+        sse_chat(["일주일에 두세 번 물을 주세요 [1]."]))
+    with KnowledgeBase(settings, llm_base_url=httpserver.url_for("/v1"), llm_model="test-model") as kb:
+        result = kb.ask(korean)
+        with kb.connection() as conn:
+            ledger = conn.execute(f"SELECT kind, tokens_in FROM {kb.schema}.usage ORDER BY at").fetchall()
+    translate, answer = (json.loads(r.get_data())["messages"] for r, _ in httpserver.log)
+    assert "English" in translate[0]["content"] and translate[-1]["content"] == korean
+    user = answer[-1]["content"]
+    assert f"Question: {korean}" in user and "two or three times a week" in user  # found by the English search
+    assert result.mode == "llm" and result.answer.startswith("일주일에")
+    assert "tomato" in result.sources[0].content.lower()
+    assert ledger == [("chat", 40), ("chat", 120)] and result.usage["tokens_in"] == 160
+
+
+def test_without_a_model_a_korean_question_is_searched_as_asked(loaded):
+    from pgask import translation
+
+    assert translation.needs_translation("토마토에는 물을 얼마나 자주 줘야 하나요?", "english") == "english"
+    assert translation.needs_translation("How often? (토마토)", "english") is None
+    assert translation.needs_translation("토마토에는 물을 얼마나 자주 줘야 하나요?", "simple") is None
+    assert loaded.search_question("토마토에는 물을 얼마나 자주 줘야 하나요?") == "토마토에는 물을 얼마나 자주 줘야 하나요?"

@@ -20,6 +20,7 @@ from psycopg import sql
 from . import answer as answering
 from . import answerability
 from . import conversation
+from . import translation
 from . import search as searching
 from .config import Settings, load_settings
 from .db import cluster, query_cache
@@ -525,10 +526,11 @@ class KnowledgeBase:
         standalone = self.standalone_question(question, history, calls)
         if on_question:
             on_question(standalone)
-        vector = self._embed_query(standalone, calls)
-        hits = self._retrieve(standalone, embedding=vector, k=k or self.settings.top_k, mode=mode, filter=filter,
+        searched = self.search_question(standalone, calls)
+        vector = self._embed_query(searched, calls)
+        hits = self._retrieve(searched, embedding=vector, k=k or self.settings.top_k, mode=mode, filter=filter,
                               source=source, threshold=threshold)
-        if hits and not self.answerable(standalone, hits, threshold=threshold):
+        if hits and not self.answerable(searched, hits, threshold=threshold):
             # the passages looked at are still shown: they are why the answer is "not in the documents"
             return answering.Answer(question, answering.NO_ANSWER, "none", hits, usage=sum_calls(calls),
                                     standalone_question=standalone)
@@ -536,7 +538,7 @@ class KnowledgeBase:
                                    settings=self.settings,
                                    model=self.chat_model if self.settings.llm_configured else None,
                                    on_token=on_token)
-        if result.mode == "llm":
+        if result.usage:  # the chat model wrote it, or read the sources and found no answer
             calls.append(self._record_chat(result.usage))
         result.usage = dict(result.usage or {}, **sum_calls(calls))
         return replace(result, question=question, standalone_question=standalone)
@@ -546,6 +548,18 @@ class KnowledgeBase:
         documents do not; `threshold`: the least cosine similarity that can (default PGASK_THRESHOLD)."""
         return answerability.answerable(question, hits,
                                         threshold=self.settings.threshold if threshold is None else threshold)
+
+    def search_question(self, question: str, calls: list[Call] | None = None) -> str:
+        """What to search for: `question`, or with a chat model configured, its translation into the
+        documents' language when it is written in another script (a Korean question, English docs)."""
+        language = translation.needs_translation(question, self.settings.text_search_config)
+        if language is None or not self.settings.llm_configured:
+            return question
+        reply, info = self.chat_model.complete(translation.translate_messages(question, language))
+        call = self._record_chat(info)
+        if calls is not None:
+            calls.append(call)
+        return translation.clean_translation(reply, question)
 
     def standalone_question(self, question: str, history: Sequence[Mapping[str, str]] = (),
                             calls: list[Call] | None = None) -> str:
