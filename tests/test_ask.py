@@ -122,3 +122,27 @@ def test_without_a_model_a_korean_question_is_searched_as_asked(loaded):
     assert translation.needs_translation("How often? (토마토)", "english") is None
     assert translation.needs_translation("토마토에는 물을 얼마나 자주 줘야 하나요?", "simple") is None
     assert loaded.search_question("토마토에는 물을 얼마나 자주 줘야 하나요?") == "토마토에는 물을 얼마나 자주 줘야 하나요?"
+
+
+def passage(n: int, content: str) -> Hit:
+    return Hit(n, n, f"/docs/{n}.md", "Guide", "Guide > Starting", content, 0.5)
+
+
+def test_an_extractive_answer_keeps_a_lead_in_with_its_code_block_and_reads_in_source_order(kb):
+    from pgask.answer import extractive_answer
+
+    hits = [
+        passage(1, "Start only the master to perform maintenance tasks without the segments.\n\n"
+                   "1.  Run `gpstart` using the -m option:\n\n    ```\n    $ gpstart -m\n    ```\n\n"
+                   "2.  Connect to the master in maintenance mode to do catalog maintenance. For example:"),
+        passage(2, "Segments restart on their own after a power failure of the segment host. "
+                   "The master keeps a log of every segment restart in the system catalog."),
+    ]
+    question = "How do I start only the master in maintenance mode with gpstart?"
+    answer = extractive_answer(kb.embedder.embed_query(question), hits, kb.embedder.embed_documents)
+    assert "Run gpstart using the -m option:\n\n```\n$ gpstart -m\n``` [1]" in answer  # whole, dedented, cited once
+    assert "For example:" not in answer  # a lead-in whose code is not in the passage says nothing
+    assert "`" not in answer.replace("```", "") and "1." not in answer
+    cited = [int(n) for n in re.findall(r"\[(\d+)\]", answer)]
+    assert cited == sorted(cited)  # source order
+    assert answer.index("Start only the master") < answer.index("Run gpstart")  # document order within a source

@@ -4,6 +4,7 @@ configured, the passages' own sentences closest to the question (extractive)."""
 from __future__ import annotations
 
 import re
+import textwrap
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence
@@ -139,45 +140,104 @@ class ChatModel:
 
 
 MARKUP = [
-    (re.compile(r"^\s*(```|~~~).*?^\s*\1[ \t]*$", re.M | re.S), ""),  # code blocks are not prose
-    (re.compile(r"^\s*\|.*$", re.M), ""),  # nor are table rows
+    (re.compile(r"^\s*\|.*$", re.M), ""),  # table rows are not prose
     (re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+", re.M), ""),  # list markers
     (re.compile(r"!?\[([^\]]*)\]\([^)]*\)"), r"\1"),  # links and images -> their text
     (re.compile(r"\\([\\`*_{}\[\]()#+\-.!|<>])"), r"\1"),  # markdown escapes
     (re.compile(r"(\*\*|__|`)"), ""),
     (re.compile(r"^\s{0,3}(>|#{1,6})\s*", re.M), ""),
 ]
+CODE_BLOCK = re.compile(r"^[ \t]*(```|~~~)[^\n]*\n(.*?)^[ \t]*\1[ \t]*$", re.M | re.S)
 
 
 def plain(text: str) -> str:
+    text = CODE_BLOCK.sub("", text)  # code blocks are not prose
     for pattern, repl in MARKUP:
         text = pattern.sub(repl, text)
     return text
+
+
+@dataclass(frozen=True)
+class Unit:
+    """What an extractive answer quotes: a sentence (or list item) of prose, or a whole code block."""
+
+    text: str
+    code: bool = False
+
+    @property
+    def lead_in(self) -> bool:
+        """A sentence that announces what follows ("Run gpstart with -m:") says nothing alone."""
+        return not self.code and self.text.rstrip().endswith(":")
+
+
+def units(content: str) -> list[Unit]:
+    """A passage's sentences and code blocks, in order."""
+    found: list[Unit] = []
+    at = 0
+    for block in CODE_BLOCK.finditer(content):
+        found.extend(Unit(t) for t in sentences(plain(content[at:block.start()])))
+        code = textwrap.dedent(block.group(2)).strip("\n")
+        if code.strip():
+            found.append(Unit(code, code=True))
+        at = block.end()
+    found.extend(Unit(t) for t in sentences(plain(content[at:])))
+    return found
 
 
 # the space after a sentence's citation: where an extractive answer is cut into streamed pieces
 CITED_SENTENCE_END = re.compile(r"(?<=\]) (?=\S)")
 
 
+def _quoted(unit: Unit, n: int | None) -> str:
+    cite = f" [{n}]" if n is not None else ""
+    if unit.code:
+        return f"\n\n```\n{unit.text}\n```{cite}\n\n"
+    return unit.text + cite
+
+
 def extractive_answer(
     question_vector: np.ndarray, hits: Sequence[Hit], embed: Callable[[list[str]], np.ndarray],
     *, max_sentences: int = 3,
 ) -> str:
-    """The sentences of the passages closest to the question, best first, each cited [n]."""
-    candidates: list[tuple[int, str]] = []
+    """The sentences and code blocks of the passages closest to the question, each cited [n]: in
+    source order, a lead-in ending in ":" with what it announces, and code blocks whole."""
+    candidates: list[tuple[int, int, Unit]] = []  # source number, position in the passage, unit
+    passages: list[list[Unit]] = []
     seen: set[str] = set()
     for n, hit in enumerate(hits, 1):
-        for sentence in sentences(plain(hit.content)):
-            key = sentence.casefold()
+        passage = units(hit.content)
+        passages.append(passage)
+        for i, unit in enumerate(passage):
+            key = " ".join(unit.text.split()).casefold()
             if key not in seen:
                 seen.add(key)
-                candidates.append((n, sentence))
+                candidates.append((n, i, unit))
     if not candidates:
         return " ".join(f"{plain(h.content)[:300].strip()} [{n}]" for n, h in enumerate(hits[:1], 1))
-    scores = embed([s for _, s in candidates]) @ np.asarray(question_vector, dtype=np.float32)
-    # the best sentences, read in source order so that the answer flows as the documents do
-    best = sorted(np.argsort(-scores)[:max_sentences])
-    return " ".join(f"{candidates[i][1]} [{candidates[i][0]}]" for i in best)
+    scores = embed([u.text for _, _, u in candidates]) @ np.asarray(question_vector, dtype=np.float32)
+    chosen: set[tuple[int, int]] = set()
+    for c in np.argsort(-scores):
+        n, i, unit = candidates[c]
+        passage = passages[n - 1]
+        group = {(n, i)}
+        if unit.lead_in:  # with what it announces, or not at all
+            if i + 1 >= len(passage):
+                continue
+            group.add((n, i + 1))
+        elif i > 0 and passage[i - 1].lead_in:  # what a lead-in announces, with the lead-in
+            group.add((n, i - 1))
+        chosen |= group
+        if sum(1 for m, j in chosen if not (passages[m - 1][j].lead_in and (m, j + 1) in chosen)) >= max_sentences:
+            break
+    parts = []
+    ordered = sorted(chosen)  # source order: the answer reads as the documents do
+    for k, (n, i) in enumerate(ordered):
+        unit = passages[n - 1][i]
+        announces = unit.lead_in and k + 1 < len(ordered) and ordered[k + 1] == (n, i + 1)
+        # a lead-in is cited once, after what it announces
+        parts.append(_quoted(unit, None if announces else n))
+    text = " ".join(parts)
+    return re.sub(r"[ \t]*\n\n[ \t]*", "\n\n", text).strip()
 
 
 def compose(question: str, vector: np.ndarray, hits: Sequence[Hit], *,
