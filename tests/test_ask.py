@@ -88,7 +88,7 @@ def test_a_model_that_finds_no_answer_in_the_sources_gives_mode_none_with_them(l
     httpserver.expect_request("/v1/chat/completions").respond_with_response(
         sse_chat(["The documents do not ", "answer this question."]))
     with KnowledgeBase(settings, llm_base_url=httpserver.url_for("/v1"), llm_model="test-model") as kb:
-        result = kb.ask("Which fertiliser brand do tomato growers prefer?")
+        result = kb.ask("How often should tomato plants be watered in a greenhouse in winter?")
         with kb.connection() as conn:
             calls = conn.execute(f"SELECT kind, tokens_in FROM {kb.schema}.usage").fetchall()
     assert result.mode == "none" and result.answer == NO_ANSWER

@@ -68,6 +68,10 @@ class Settings:
     text_search_config: str = "english"
     search_mode: str = "hybrid"  # vector | keyword | hybrid: hybrid measured best (README, Retrieval quality)
     top_k: int = 5
+    # Cross-encoder re-ranking of the best `rerank_depth` passages (rerank.py): auto (when its
+    # package is installed), on (required), off.
+    rerank: str = "auto"
+    rerank_depth: int = 20
     # Cosine similarity below which a passage is treated as unrelated to the question.
     # Calibrated on all-MiniLM-L6-v2: unrelated questions score < 0.3 against technical docs.
     threshold: float = 0.3
@@ -123,6 +127,8 @@ ENV = {
     "PGASK_TEXT_SEARCH_CONFIG": "text_search_config",
     "PGASK_SEARCH_MODE": "search_mode",
     "PGASK_TOP_K": "top_k",
+    "PGASK_RERANK": "rerank",
+    "PGASK_RERANK_DEPTH": "rerank_depth",
     "PGASK_THRESHOLD": "threshold",
     "PGASK_CHUNK_TOKENS": "chunk_tokens",
     "PGASK_OVERLAP_TOKENS": "overlap_tokens",

@@ -235,7 +235,9 @@ def evaluate(
         refused: set[str] = set()
         for qid, text in judged.queries.items():
             # an empty question finds nothing (and scores 0) rather than stopping the run
-            hits = kb.search(text, k=DEPTH, mode=mode, embedding=embeddings[qid]) if qid in embeddings else []
+            # the passages `ask` reads: re-ranked where PGASK_RERANK and its package allow
+            hits = kb.search(text, k=DEPTH, mode=mode, embedding=embeddings[qid], rerank=True) \
+                if qid in embeddings else []
             # BEIR's convention: a document with the question's own id is not an answer to it
             ranked = [d for d in ranked_documents(hits, document_of, DEPTH) if d != qid]
             run[qid] = {doc: float(len(ranked) - rank) for rank, doc in enumerate(ranked)}

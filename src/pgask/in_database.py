@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 
-from .answer import compose
+from . import rerank as reranking
+from .answer import NO_ANSWER, Answer, compose
+from .answerability import answerable
 from .config import load_settings
 from .embed import Embedder, configured_embedder
 from .errors import PgaskError
@@ -81,11 +83,15 @@ def ask(plpy, GD: dict, schema: str, question: str) -> list[tuple[str, str, str]
             statement = SEARCH.format(s=plpy.quote_ident(schema), call=SEARCH_CALLS[mode])
             cache[("search", schema, mode)] = plpy.prepare(statement, ["text", "vector", "integer"])
         rows = plpy.execute(cache[("search", schema, mode)],
-                            [question, vector_literal([float(x) for x in vector]), settings.top_k])
+                            [question, vector_literal([float(x) for x in vector]),
+                             reranking.candidates(settings, settings.top_k)])
         hits = [Hit(r["document_id"], r["chunk_id"], r["source"], r["title"], r["heading"], r["content"],
                     r["similarity"], r["score"], metadata=json.loads(r["metadata"])) for r in rows]
-        hits = [h for h in hits if h.similarity >= settings.threshold]
-        result = compose(question, vector, hits, embed=embedder.embed_documents, settings=settings)
+        hits = reranking.best(settings, question, hits, settings.top_k)
+        if hits and not answerable(question, hits, threshold=settings.threshold):
+            result = Answer(question, NO_ANSWER, "none", hits)
+        else:
+            result = compose(question, vector, hits, embed=embedder.embed_documents, settings=settings)
     except PgaskError as exc:
         plpy.error(str(exc))
     return [(result.answer, result.mode, json.dumps(result.as_dict()["sources"]))]

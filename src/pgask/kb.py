@@ -21,6 +21,7 @@ from . import answer as answering
 from . import answerability
 from . import conversation
 from . import translation
+from . import rerank as reranking
 from . import search as searching
 from .config import Settings, load_settings
 from .db import cluster, query_cache
@@ -475,30 +476,38 @@ class KnowledgeBase:
 
     def search(self, query: str, *, k: int | None = None, threshold: float | None = None,
                metric: str = "cosine", mode: str | None = None, filter: dict | None = None,
-               source: str | None = None, embedding=None, exact: bool = False) -> list[Hit]:
+               source: str | None = None, embedding=None, exact: bool = False, rerank: bool = False) -> list[Hit]:
         """The passages that best match `query`, best first (all k of them unless a threshold is given).
 
         mode: vector, keyword or hybrid (default: the `search_mode` setting); filter: documents
         whose metadata contains this object; source: documents whose source starts with this;
         embedding: the query's vector, when already computed; exact: compare with every chunk
-        instead of using an ANN index (slower, never misses).
+        instead of using an ANN index (slower, never misses); rerank: re-order the best passages with
+        the cross-encoder, as `ask` does (when PGASK_RERANK and its package allow).
         """
         self._require_schema()
         if not query or not query.strip():
             raise PgaskError("the query is empty")
         return self._retrieve(query, embedding=embedding, k=k or self.settings.top_k, threshold=threshold,
-                              metric=metric, mode=mode, filter=filter, source=source, exact=exact)
+                              metric=metric, mode=mode, filter=filter, source=source, exact=exact, rerank=rerank)
 
     def _retrieve(self, query: str, *, embedding=None, mode: str | None, calls: list[Call] | None = None,
-                  **options) -> list[Hit]:
+                  rerank: bool = False, **options) -> list[Hit]:
         mode = searching.check_mode(mode or self.settings.search_mode)
         if embedding is None:
             embedding = self._embed_query(query, [] if calls is None else calls)
+        # search shows what the SQL functions return; answers read the re-ranked passages
+        k = options.pop("k")
+        threshold = options.pop("threshold", None)
         with self.connection() as conn:
             # the settings win; else search reads what `pgask index` recorded, in the same round trip
-            return searching.search(conn, self.schema, query, embedding, mode=mode,
+            hits = searching.search(conn, self.schema, query, embedding, mode=mode,
+                                    k=reranking.candidates(self.settings, k) if rerank else k,
                                     ef_search=self.settings.hnsw_ef_search, probes=self.settings.ivfflat_probes,
                                     **options)
+        if rerank:
+            hits = reranking.best(self.settings, query, hits, k)
+        return hits if threshold is None else [h for h in hits if h.similarity >= threshold]
 
     def ask(
         self,
@@ -529,7 +538,7 @@ class KnowledgeBase:
         searched = self.search_question(standalone, calls)
         vector = self._embed_query(searched, calls)
         hits = self._retrieve(searched, embedding=vector, k=k or self.settings.top_k, mode=mode, filter=filter,
-                              source=source, threshold=threshold)
+                              source=source, threshold=threshold, rerank=True)
         if hits and not self.answerable(searched, hits, threshold=threshold):
             # the passages looked at are still shown: they are why the answer is "not in the documents"
             return answering.Answer(question, answering.NO_ANSWER, "none", hits, usage=sum_calls(calls),

@@ -42,9 +42,11 @@ class Hit:
     heading: str
     content: str
     similarity: float  # cosine similarity to the question, whatever the mode and metric
-    score: float | None = None  # the mode's own score: similarity, BM25, or reciprocal rank fusion
+    score: float | None = None  # the mode's own score (similarity, BM25, reciprocal rank fusion), or relevance
     # keyword-only, so that subclasses (api.Source) may add fields without defaults
     metadata: dict = field(default_factory=dict, kw_only=True)
+    # the re-ranker's probability that the passage answers the question (None: not re-ranked)
+    relevance: float | None = field(default=None, kw_only=True)
 
     @property
     def table_row(self) -> str | None:
