@@ -31,7 +31,7 @@ from starlette.exceptions import HTTPException
 
 from . import __version__
 from .answer import Answer
-from .config import Secret
+from .config import MAX_K, Secret
 from .errors import ModelAPIError, PgaskError
 from .ingest import uploads
 from .kb import KnowledgeBase
@@ -43,7 +43,6 @@ MAX_BODY_BYTES = 1_000_000  # JSON requests; uploads have PGASK_MAX_FILE_MB
 MAX_QUESTION_CHARS = 4_000
 MAX_MESSAGE_CHARS = 32_000  # one earlier turn of a conversation
 MAX_MESSAGES = 200
-MAX_K = 100
 MAX_PAGE = 1_000
 MODEL_ID = "pgask"  # the one model /v1/chat/completions serves
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

