@@ -1102,6 +1102,9 @@ def bench(
                       f"ef_search={result['ef_search']}; vs exact search)"),
         ("hnsw build", f"{result['hnsw_build_s']:.2f} s for {result['chunks']} chunks"),
     ]
+    if "cold_search_s" in result:
+        rows.append(("cold start", f"status {result['cold_status_s']:.2f} s, search {result['cold_search_s']:.2f} s "
+                                   f"(a fresh process each, start to exit, median of {result['cold_runs']})"))
     if result.get("copy_rows_per_s"):
         rows += [("COPY", f"{result['copy_rows_per_s']:,} rows/s ({result['synthetic_rows']:,} synthetic {result['dim']}-d vectors)"),
                  ("hnsw build", f"{result['synthetic_hnsw_build_s']:.1f} s for {result['synthetic_rows']:,} synthetic rows "
