@@ -8,7 +8,8 @@ from pgask.cli import app
 from pgask.embed.backends import BACKENDS
 
 KEYS = {"backend", "encode_chunks_per_s", "ingest_chunks_per_s", "ingest_to_encode_ratio", "search_p50_ms",
-        "search_p95_ms", "hybrid_p50_ms", "hybrid_p95_ms", "recall_at_10", "copy_rows_per_s", "peak_rss_mb"}
+        "search_p95_ms", "hybrid_p50_ms", "hybrid_p95_ms", "recall_at_10", "copy_rows_per_s", "peak_rss_mb",
+        "cold_status_s", "cold_search_s"}
 
 
 def test_bench_json_on_a_tiny_corpus_leaves_the_users_knowledge_base_alone(cli_env, corpus, tmp_path):
@@ -26,7 +27,7 @@ def test_bench_json_on_a_tiny_corpus_leaves_the_users_knowledge_base_alone(cli_e
     assert data["backend"] in BACKENDS
     assert data["documents"] == 4 and data["chunks"] >= 4 and data["queries"] == 3
     for key in ("encode_chunks_per_s", "ingest_chunks_per_s", "ingest_to_encode_ratio", "copy_rows_per_s",
-                "peak_rss_mb", "hnsw_build_s", "synthetic_hnsw_build_s"):
+                "peak_rss_mb", "hnsw_build_s", "synthetic_hnsw_build_s", "cold_status_s", "cold_search_s"):
         assert data[key] > 0, key
     assert data["ingest_to_encode_ratio"] == round(data["ingest_chunks_per_s"] / data["encode_chunks_per_s"], 3)
     assert 0 < data["search_p50_ms"] <= data["search_p95_ms"]
@@ -47,6 +48,7 @@ def test_bench_human_output_names_the_machine_and_the_ratio(cli_env, corpus):
                                       "--query-count", "3"], env=cli_env)
     assert result.exit_code == 0, result.output
     assert "cores" in result.stdout and "× encode" in result.stdout and "recall@10" in result.stdout
+    assert "cold start" in result.stdout and "median of 3" in result.stdout
     assert "COPY" not in result.stdout  # --synthetic-rows 0 skips the bulk load
 
 

@@ -52,7 +52,7 @@ def test_search_json_shape(run, ingested):
 def test_search_human_output(run, ingested):
     result = run("search", "oiling a bicycle chain", "--metric", "l2")
     assert result.exit_code == 0
-    assert re.search(r"^1\. 0\.\d{3}\s+\S*bicycle\.html", result.stdout, re.M)
+    assert re.search(r"^1\. 0\.\d{3,4}\s+\S*bicycle\.html", result.stdout, re.M)
     assert "Bicycle Maintenance > Chain care" in result.stdout
 
 

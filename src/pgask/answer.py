@@ -14,6 +14,7 @@ import numpy as np
 from .apierrors import api_errors
 from .errors import ModelAPIError
 from .ingest.chunking import sentences
+from .passages import for_answer
 from .search import Hit
 
 NO_ANSWER = "The documents do not answer this question."
@@ -245,6 +246,7 @@ def compose(question: str, vector: np.ndarray, hits: Sequence[Hit], *,
             on_token: Callable[[str], None] | None = None) -> Answer:
     """The answer from `hits`: written by the chat model when `settings` configure one (`model`, or
     one made from `settings`), else extractive (`embed` gives the passages' sentences unit vectors)."""
+    hits = for_answer(hits)  # each passage once; no table-of-contents pages
     if not hits:
         return Answer(question, NO_ANSWER, "none")
     if not settings.llm_configured:

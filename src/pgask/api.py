@@ -31,7 +31,7 @@ from starlette.exceptions import HTTPException
 
 from . import __version__
 from .answer import Answer
-from .config import Secret
+from .config import MAX_K, Secret
 from .errors import ModelAPIError, PgaskError
 from .ingest import uploads
 from .kb import KnowledgeBase
@@ -43,7 +43,6 @@ MAX_BODY_BYTES = 1_000_000  # JSON requests; uploads have PGASK_MAX_FILE_MB
 MAX_QUESTION_CHARS = 4_000
 MAX_MESSAGE_CHARS = 32_000  # one earlier turn of a conversation
 MAX_MESSAGES = 200
-MAX_K = 100
 MAX_PAGE = 1_000
 MODEL_ID = "pgask"  # the one model /v1/chat/completions serves
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -289,7 +288,35 @@ def check_bind(host: str, token: Secret | None) -> None:
 
 
 # Open without the token: the liveness check and the API's own description (no data in either).
-PUBLIC_PATHS = frozenset({"/healthz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+PUBLIC_PATHS = frozenset({"/healthz", "/docs", "/docs/oauth2-redirect", "/openapi.json"})
+# Swagger UI's scripts and styles, served from the swagger-ui-bundle package: /docs works offline.
+DOCS_ASSETS = "/docs/assets"
+
+
+def is_public(path: str) -> bool:
+    return path in PUBLIC_PATHS or path.startswith(DOCS_ASSETS + "/")
+
+
+def mount_docs(app: FastAPI) -> None:
+    """/docs as FastAPI makes it, but with Swagger UI's files served by this server, not a CDN."""
+    from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+    from fastapi.staticfiles import StaticFiles
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount(DOCS_ASSETS, StaticFiles(directory=swagger_ui_path), name="swagger-ui")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs():
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url, title=f"{app.title} - Swagger UI",
+            oauth2_redirect_url="/docs/oauth2-redirect",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js", swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+        )
+
+    @app.get("/docs/oauth2-redirect", include_in_schema=False)
+    def oauth2_redirect():
+        return get_swagger_ui_oauth2_redirect_html()
 
 
 class BearerAuth:
@@ -304,7 +331,7 @@ class BearerAuth:
         self.app, self.token = app, token.encode()
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and scope["path"] not in PUBLIC_PATHS:
+        if scope["type"] == "http" and not is_public(scope["path"]):
             scheme, _, given = (Headers(scope=scope).get("authorization") or "").partition(" ")
             if scheme.lower() != "bearer" or not secrets.compare_digest(given.strip().encode("latin-1"), self.token):
                 response = error_response(
@@ -417,7 +444,9 @@ def create_app(kb: KnowledgeBase) -> FastAPI:
     app = FastAPI(
         title="pgask", version=__version__,
         description="Cited answers from your documents, stored and searched in PostgreSQL + pgvector.",
+        docs_url=None, redoc_url=None,  # /docs is mounted below with local assets; ReDoc has only a CDN build
     )
+    mount_docs(app)
     upload_bytes = settings.max_file_mb * 1_000_000 + 100_000  # the file and its multipart wrapping
     app.add_middleware(BodyLimit, default=MAX_BODY_BYTES, by_path={"/v1/documents": upload_bytes})
     if settings.api_token:  # added last, so it runs first

@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import platform
 import resource
+import statistics
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -42,6 +44,7 @@ class BenchOptions:
     ef_construction: int = 64
     ef_search: int | None = None  # None: pgask's default
     compare_torch: int = 256  # chunks embedded by both torch fp32 and the backend in use (0: skip)
+    cold_runs: int = 3  # fresh `pgask status` and `pgask search` processes timed, each (0: skip)
 
 
 def _no_phase(name: str, total: int | None) -> Callable[[int], None]:
@@ -118,6 +121,29 @@ def copy_synthetic(kb: KnowledgeBase, rows: int, dim: int, step: Callable[[int],
     return rows / elapsed
 
 
+def cold_start(settings: Settings, schema: str, query: str, runs: int, step: Callable[[int], None]) -> dict:
+    """Seconds a fresh `pgask status` and `pgask search QUERY` process takes, start to exit (median of
+    `runs`): what a person waits for at the prompt, interpreter, imports and model load included."""
+    env = {**os.environ, "PGASK_SCHEMA": schema, "PGASK_HOME": str(settings.home),
+           "PGASK_DATABASE_URL": settings.database_url or ""}
+
+    def timed(args: list[str]) -> float:
+        seconds = []
+        for _ in range(runs):
+            started = time.perf_counter()
+            done = subprocess.run([sys.executable, "-m", "pgask", *args], env=env, capture_output=True, text=True,
+                                  stdin=subprocess.DEVNULL)
+            seconds.append(time.perf_counter() - started)
+            if done.returncode != 0:
+                last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+                raise PgaskError(f"`pgask {args[0]}` failed in a fresh process: {last}")
+            step(1)
+        return round(statistics.median(seconds), 3)
+
+    return {"cold_status_s": timed(["status", "--json"]), "cold_search_s": timed(["search", query, "--json"]),
+            "cold_runs": runs}
+
+
 def run(settings: Settings, options: BenchOptions, phases: Phases = _no_phase,
         notify: Callable[[str], None] = lambda message: None) -> dict:
     """Measure everything `pgask bench` reports; returns the numbers (see the README's Performance).
@@ -190,6 +216,12 @@ def run(settings: Settings, options: BenchOptions, phases: Phases = _no_phase,
         notify(f"vector search: p50 {result['search_p50_ms']} ms, p95 {result['search_p95_ms']} ms, "
                f"recall@10 {result['recall_at_10']}; hybrid search: p50 {result['hybrid_p50_ms']} ms, "
                f"p95 {result['hybrid_p95_ms']} ms")
+
+        if options.cold_runs:
+            step = phases("cold start (fresh processes)", 2 * options.cold_runs)
+            result.update(cold_start(settings, BENCH_SCHEMA, queries[0], options.cold_runs, step))
+            notify(f"cold start: status {result['cold_status_s']} s, search {result['cold_search_s']} s "
+                   f"(median of {options.cold_runs} fresh processes)")
 
         if options.compare_torch and result["backend"] not in ("torch", "remote"):
             from .embed.local import LocalEmbedder

@@ -15,21 +15,110 @@ import sys
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Callable, List, Literal, Optional
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
+from .config import MAX_K
 from .errors import PgaskError
+from .wording import plural
 
-app = typer.Typer(
+class _HelpArgument(TyperArgument):
+    """An argument in --help: its name in capitals (QUERY, PATHS...), no Python type beside it."""
+
+    @property
+    def display_name_raw(self) -> str:
+        return self.metavar or (self.name or "").upper()
+
+    def display_type_rich(self, ctx) -> str | None:
+        return None
+
+
+VALUE_NAMES = {"int": "N", "float": "NUMBER", "str": "TEXT", "Path": "PATH", "datetime": "DATE"}
+
+
+class _HelpOption(TyperOption):
+    """An option in --help: a flag stands alone, a value is named by its metavar, its choices
+    ([vector|keyword|hybrid]) or a plain word (TEXT, N, PATH), never a Python type (<list[str]>)."""
+
+    def display_type_rich(self, ctx) -> str | None:
+        if self.is_flag:
+            return None
+        if self.metavar is not None:
+            return self.metavar
+        label = self.display_type(ctx).strip("<>")  # "int range", "list[str]", "vector|keyword|hybrid"
+        if "|" in label:
+            return f"[{label.removeprefix('list[').removesuffix(']')}]"
+        many = label.startswith("list[")
+        label = label.removeprefix("list[").removesuffix("]").removesuffix(" range")
+        return VALUE_NAMES.get(label, label.upper()) + ("..." if many or self.nargs != 1 else "")
+
+
+def _plain_help(params) -> None:
+    for param in params:
+        if type(param) is TyperOption:
+            param.__class__ = _HelpOption
+        elif type(param) is TyperArgument:
+            param.__class__ = _HelpArgument
+
+
+class _Command(TyperCommand):
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        _plain_help(self.params)
+
+    def get_help_option(self, ctx):
+        option = super().get_help_option(ctx)
+        _plain_help([option] if option is not None else [])
+        return option
+
+
+class _Group(TyperGroup):
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        _plain_help(self.params)
+
+    def get_help_option(self, ctx):
+        option = super().get_help_option(ctx)
+        _plain_help([option] if option is not None else [])
+        return option
+
+
+class _Typer(typer.Typer):
+    """Typer whose commands show flags as flags and values by name in --help (see _HelpOption)."""
+
+    def command(self, *args, cls=None, **kwargs):
+        return super().command(*args, cls=cls or _Command, **kwargs)
+
+
+app = _Typer(
+    cls=_Group,
     name="pgask",
     help="Cited answers from your documents, stored and searched in PostgreSQL + pgvector.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"pgask {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                 help="Print pgask's version and exit."),
+) -> None:
+    """Cited answers from your documents, stored and searched in PostgreSQL + pgvector."""
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -47,8 +136,8 @@ def handle_errors(command: Callable) -> Callable:
         except PgaskError as exc:
             err.print(f"[red]Error:[/red] {escape(str(exc))}")
             raise typer.Exit(1)
-        except KeyboardInterrupt:
-            err.print("interrupted")
+        except KeyboardInterrupt as exc:
+            err.print(interrupted_message(exc))
             raise typer.Exit(130)
         except (typer.Exit, typer.Abort, SystemExit, typer.BadParameter):  # usage errors: exit 2 via Typer
             raise
@@ -60,6 +149,15 @@ def handle_errors(command: Callable) -> Callable:
             raise typer.Exit(1)
 
     return wrapper
+
+
+def interrupted_message(exc: KeyboardInterrupt) -> str:
+    """What a Ctrl-C kept: an ingest stops after storing what it had finished, each document whole."""
+    stored = getattr(exc, "stored", None)
+    if stored is None:
+        return "interrupted"
+    kept = f"{plural(stored, 'document')} stored" if stored else "nothing stored yet"
+    return f"interrupted: {kept}; run the same command again to finish (stored documents are skipped)"
 
 
 def knowledge_base():
@@ -87,32 +185,103 @@ def cited(hit) -> str:
 
 
 class IngestProgress:
-    """A Rich progress bar on stderr: documents done, chunks and chunks per second."""
+    """Ingest progress on stderr: documents done, chunks, chunks per second and time left.
 
-    def __init__(self) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    On a terminal, a Rich bar; elsewhere (a log, CI, a pipe) a plain line every `every` seconds
+    and at the end (none for a run that fails before its first document, whose error stays the
+    one line). Before the bar, `prepare` (when given) is told that
+    documents are to be embedded, so that loading the model, or choosing the backend the first
+    time, is said and done before the bar starts instead of holding it at 0.
+    """
+
+    def __init__(self, prepare: Callable[[], None] | None = None, *, every: float = 10.0) -> None:
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                                   TimeRemainingColumn)
 
         self.chunks = 0
+        self.done = 0
+        self.total: int | None = None
+        self.prepare = prepare
+        self.every = every
+        self.plain = not err.is_terminal
         self.bar = Progress(
-            TextColumn("[bold]ingest[/bold]"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(), console=err, transient=True,
+            TextColumn("[bold]{task.description}[/bold]"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+            console=err, transient=True, disable=self.plain,
         )
         self.task = None
+        self.started = 0.0
+        self.last_line = 0.0
 
     def start(self, total_files: int | None) -> None:
-        self.bar.start()
         if self.task is None:  # a sync runs several batches; they count on as one
+            if self.prepare is not None and total_files != 0:
+                self.prepare()
+                self.prepare = None
+            self.started = self.last_line = time.monotonic()
+            self.total = total_files
+            self.bar.start()
             self.task = self.bar.add_task("ingest", total=total_files, info="")
+        elif total_files:
+            self.total = (self.total or 0) + total_files
+            self.bar.update(self.task, total=self.total)
 
     def advance(self, files: int, chunks: int) -> None:
         self.chunks += chunks
-        elapsed = self.bar.tasks[0].elapsed or 0.0
+        self.done += files
+        elapsed = time.monotonic() - self.started
         rate = f" · {self.chunks / elapsed:.0f} chunks/s" if elapsed > 1 else ""
-        self.bar.update(self.task, advance=files, info=f"{self.chunks} chunks{rate}")
+        last = self.total is not None and self.done >= self.total
+        self.bar.update(self.task, advance=files, info=f"{plural(self.chunks, 'chunk')}{rate}",
+                        description="all stored, finishing" if last else "ingest")
+        if self.plain and (last or time.monotonic() - self.last_line >= self.every):
+            self.line()
+
+    def line(self) -> None:
+        """One plain progress line: '120/644 documents · 1,830 chunks · 95 chunks/s · about 1m20s left'."""
+        self.last_line = time.monotonic()
+        elapsed = self.last_line - self.started
+        parts = [f"{self.done}/{self.total} documents" if self.total is not None else plural(self.done, "document"),
+                 plural(self.chunks, "chunk")]
+        if elapsed > 1 and self.chunks:
+            parts.append(f"{self.chunks / elapsed:.0f} chunks/s")
+        if self.total and 0 < self.done < self.total and elapsed > 1:
+            left = elapsed / self.done * (self.total - self.done)
+            parts.append(f"about {_duration(left)} left")
+        err.print("ingest: " + " · ".join(parts), highlight=False)
 
     def stop(self) -> None:
         if self.task is not None:
             self.bar.stop()
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes}m{seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def model_loader(kb) -> Callable[[], None]:
+    """What IngestProgress runs before its bar: say what the model is doing, then load it."""
+
+    def prepare() -> None:
+        emb = kb.embedder
+        if not hasattr(emb, "backend_info"):  # an embeddings API: nothing to load
+            return
+        backend = emb.backend_info()
+        if backend["backend"] is None:
+            err.print("[dim]choosing the embedding backend: timing each one on this machine "
+                      "(once; later runs reuse the choice)…[/dim]")
+        else:
+            err.print(f"[dim]loading the embedding model {escape(emb.name)} ({backend['backend']})…[/dim]")
+        emb.prepare()
+
+    return prepare
 
 
 class QueryProgress:
@@ -167,7 +336,27 @@ def check_filters(pairs: List[str]) -> List[str]:
     return pairs
 
 
-ModeOption = typer.Option(None, "--mode", help="vector, keyword or hybrid (default: hybrid, PGASK_SEARCH_MODE).")
+def within(low: float, high: float):
+    """A callback that refuses a number outside low..high as a usage error (exit 2) naming both ends."""
+
+    def check(value):
+        if value is not None and not low <= value <= high:
+            raise typer.BadParameter(f"{value} is out of range: give a number from {low:g} to {high:g}")
+        return value
+
+    return check
+
+
+# `--k N`, the spelling before -k/--top-k: still accepted, no longer shown
+OldKOption = typer.Option(None, "--k", callback=within(1, MAX_K), hidden=True)
+
+# Allowed values as types: --help lists them, and any other value is a usage error (exit 2) naming them.
+Mode = Literal["vector", "keyword", "hybrid"]
+Metric = Literal["cosine", "l2", "ip"]
+IndexType = Literal["hnsw", "ivfflat"]
+ModeOption = typer.Option(None, "--mode", show_default=False,
+                          help="How passages are found: vector (embeddings), keyword (BM25) or hybrid (both, fused); "
+                               "default hybrid, or PGASK_SEARCH_MODE.")
 FilterOption = typer.Option([], "--filter", metavar="KEY=VALUE", callback=check_filters,
                             help="Only documents whose metadata has KEY=VALUE; VALUE is JSON if it parses "
                                  "as JSON (42, true, [\"a\"]), else text (repeatable).")
@@ -197,20 +386,27 @@ def notifier(message: str) -> None:
 
 
 def report_line(report) -> str:
-    spend = f" · {report.tokens} tokens, ${report.cost_usd:.6f}" if report.tokens else ""
+    spend = f" · {plural(report.tokens, 'token')}, ${report.cost_usd:.6f}" if report.tokens else ""
     return (f"{report.added} added, {report.updated} updated, {report.unchanged} unchanged, "
-            f"{report.deleted} deleted, {len(report.failed)} failed · {report.chunks} chunks in {report.seconds:.1f}s"
-            f"{spend}")
+            f"{report.deleted} deleted, {len(report.failed)} failed · {plural(report.chunks, 'chunk')} "
+            f"in {report.seconds:.1f}s{spend}")
+
+
+def failure_reason(source: str, error: str) -> str:
+    """A loader's message without the file name it starts with: the line names the file already."""
+    name = source.rstrip("/").rsplit("/", 1)[-1]
+    return error.removeprefix(f"{name}: ") if name else error
 
 
 def print_failures(report) -> bool:
     """Failed documents and a spent budget on stderr; True when the run is incomplete (exit 1)."""
     for failure in report.failed:
-        err.print(f"[red]failed:[/red] {escape(shown_source(failure['source']))}: {escape(failure['error'])}")
+        reason = failure_reason(failure["source"], failure["error"])
+        err.print(f"[red]failed:[/red] {escape(shown_source(failure['source']))}: {escape(reason)}")
     if report.budget and report.budget["exhausted"]:
         err.print(
             f"[yellow]budget reached:[/yellow] ${report.budget['spent_usd']:.6f} of ${report.budget['max_cost_usd']:.6f} "
-            f"spent, the next batch would exceed it; {len(report.remaining)} documents not ingested "
+            f"spent, the next batch would exceed it; {plural(len(report.remaining), 'document')} not ingested "
             "(run again with a higher --max-cost to continue; finished documents are kept)"
         )
     return bool(report.failed or report.remaining)
@@ -223,18 +419,18 @@ TABLES = "Rows of a table as documents"
 @handle_errors
 def ingest(
     paths: List[Path] = typer.Argument(None, help="Files or folders (searched recursively)."),
-    include: List[str] = typer.Option([], "--include", help="Only files matching this glob (repeatable)."),
-    exclude: List[str] = typer.Option([], "--exclude", help="Skip files matching this glob (repeatable)."),
+    include: List[str] = typer.Option([], "--include", metavar="GLOB", help="Only files matching this glob (repeatable)."),
+    exclude: List[str] = typer.Option([], "--exclude", metavar="GLOB", help="Skip files matching this glob (repeatable)."),
     prune: bool = typer.Option(False, "--prune", help="Delete stored documents whose files (or table rows) are gone."),
     max_cost: Optional[float] = typer.Option(
-        None, "--max-cost", min=0, help="Stop before embedding costs more than this many US dollars (PGASK_MAX_COST_USD)."),
-    table: Optional[str] = typer.Option(None, "--table", help="Index the rows of this table (SCHEMA.TABLE) instead of files.", rich_help_panel=TABLES),
-    id_column: Optional[str] = typer.Option(None, "--id", help="Column that identifies a row.", rich_help_panel=TABLES),
-    text_columns: List[str] = typer.Option([], "--text", help="Column with the row's text (repeatable: several become sections headed by their names).", rich_help_panel=TABLES),
-    title_column: Optional[str] = typer.Option(None, "--title", help="Column with the row's title.", rich_help_panel=TABLES),
-    metadata: Optional[str] = typer.Option(None, "--metadata", help="Columns kept as metadata, comma-separated.", rich_help_panel=TABLES),
-    where: Optional[str] = typer.Option(None, "--where", help="Only rows matching this SQL condition (run read-only).", rich_help_panel=TABLES),
-    source_url: Optional[str] = typer.Option(None, "--source-url", help="Database that holds the table (default PGASK_SOURCE_URL, else the knowledge base's); its password is never stored.", rich_help_panel=TABLES),
+        None, "--max-cost", min=0, metavar="USD", help="Stop before embedding costs more than this many US dollars (PGASK_MAX_COST_USD)."),
+    table: Optional[str] = typer.Option(None, "--table", metavar="SCHEMA.TABLE", help="Index the rows of this table (SCHEMA.TABLE) instead of files.", rich_help_panel=TABLES),
+    id_column: Optional[str] = typer.Option(None, "--id", metavar="COLUMN", help="Column that identifies a row.", rich_help_panel=TABLES),
+    text_columns: List[str] = typer.Option([], "--text", metavar="COLUMN", help="Column with the row's text (repeatable: several become sections headed by their names).", rich_help_panel=TABLES),
+    title_column: Optional[str] = typer.Option(None, "--title", metavar="COLUMN", help="Column with the row's title.", rich_help_panel=TABLES),
+    metadata: Optional[str] = typer.Option(None, "--metadata", metavar="COLUMN,...", help="Columns kept as metadata, comma-separated.", rich_help_panel=TABLES),
+    where: Optional[str] = typer.Option(None, "--where", metavar="CONDITION", help="Only rows matching this SQL condition (run read-only).", rich_help_panel=TABLES),
+    source_url: Optional[str] = typer.Option(None, "--source-url", metavar="URL", help="Database that holds the table (default PGASK_SOURCE_URL, else the knowledge base's); its password is never stored.", rich_help_panel=TABLES),
     watch: bool = typer.Option(False, "--watch", help="Add a trigger that queues changed rows for `pgask sync`.", rich_help_panel=TABLES),
     unwatch: bool = typer.Option(False, "--unwatch", help="Drop the table's trigger and change queue (its documents stay).", rich_help_panel=TABLES),
     as_json: bool = JsonOption,
@@ -262,8 +458,8 @@ def ingest(
             out.print(f"stopped watching {escape(name)}: its trigger and change queue are dropped; its documents "
                       "stay, and `pgask sync` now re-reads the whole table")
         return
-    progress = IngestProgress()
     with knowledge_base() as kb:
+        progress = IngestProgress(model_loader(kb))
         try:
             result = kb.ingest_table(
                 table, id_column=id_column, text_columns=text_columns, title_column=title_column,
@@ -285,8 +481,8 @@ def ingest(
 
 def ingest_files(paths: List[Path], include: List[str], exclude: List[str], prune: bool, max_cost: Optional[float],
                  as_json: bool) -> None:
-    progress = IngestProgress()
     with knowledge_base() as kb:
+        progress = IngestProgress(model_loader(kb))
         try:
             report = kb.ingest(paths, include=include, exclude=exclude, prune=prune, max_cost_usd=max_cost,
                                progress=progress, notify=notifier)
@@ -297,7 +493,7 @@ def ingest_files(paths: List[Path], include: List[str], exclude: List[str], prun
     else:
         out.print(report_line(report))
         if report.skipped:
-            out.print(f"[dim]skipped {len(report.skipped)} files of unsupported types[/dim]")
+            out.print(f"[dim]skipped {plural(len(report.skipped), 'file')} of unsupported types[/dim]")
     if print_failures(report):
         raise typer.Exit(1)
 
@@ -319,7 +515,7 @@ def sync(
     every: Optional[str] = typer.Option(None, "--every", callback=interval, metavar="DURATION",
                                           help="Sync again at this interval (30s, 5m, 1h) until Ctrl-C."),
     full: bool = typer.Option(False, "--full", help="Read whole tables, watched ones too."),
-    source_url: Optional[str] = typer.Option(None, "--source-url", help="Full URL of a source database whose password is not stored (default PGASK_SOURCE_URL)."),
+    source_url: Optional[str] = typer.Option(None, "--source-url", metavar="URL", help="Full URL of a source database whose password is not stored (default PGASK_SOURCE_URL)."),
     as_json: bool = JsonOption,
 ):
     """Bring table sources up to date: queued rows of watched tables, whole tables otherwise.
@@ -342,7 +538,7 @@ def sync(
 
 
 def sync_round(kb, tables: List[str], full: bool, source_url: Optional[str], as_json: bool, *, periodic: bool) -> None:
-    progress = IngestProgress()
+    progress = IngestProgress(model_loader(kb))
     try:
         results = kb.sync(tables or (), full=full, source_url=source_url, progress=progress, notify=notifier)
     except PgaskError as exc:
@@ -365,14 +561,28 @@ def sync_round(kb, tables: List[str], full: bool, source_url: Optional[str], as_
         raise typer.Exit(1)
 
 
-def _print_hits(hits, query: str) -> None:
+def _selection_named(filters: List[str], source: Optional[str]) -> str:
+    """' in documents with format=md and source starting with docs/': what a search was limited to."""
+    parts = ([f"with {' and '.join(filters)}"] if filters else []) + (
+        [f"whose source starts with {source}"] if source else [])
+    return (" in documents " + " and ".join(parts)) if parts else ""
+
+
+def ranking_score(hit, mode: str) -> str:
+    """The number a passage was ranked by, so that the numbers shown fall with the rank: cosine
+    similarity (vector), BM25 (keyword), reciprocal-rank fusion (hybrid: small numbers, 4 places)."""
+    score = hit.similarity if hit.score is None else hit.score
+    return f"{score:.4f}" if mode == "hybrid" else f"{score:.3f}"
+
+
+def _print_hits(hits, query: str, limited_to: str = "", mode: str = "hybrid") -> None:
     if not hits:
-        out.print("no matching passages")
+        out.print(f"no matching passages{escape(limited_to)}")
         return
     for rank, hit in enumerate(hits, 1):
         snippet = " ".join(hit.content.split())
         snippet = snippet[:240] + ("…" if len(snippet) > 240 else "")
-        out.print(f"[bold]{rank}.[/bold] [green]{hit.similarity:.3f}[/green]  [cyan]{escape(cited(hit))}[/cyan]")
+        out.print(f"[bold]{rank}.[/bold] [green]{ranking_score(hit, mode)}[/green]  [cyan]{escape(cited(hit))}[/cyan]")
         if hit.heading:
             out.print(f"   [dim]{escape(hit.heading)}[/dim]")
         out.print(f"   {escape(snippet)}")
@@ -382,37 +592,47 @@ def _print_hits(hits, query: str) -> None:
 @handle_errors
 def search(
     query: str = typer.Argument(..., help="What to look for, in plain words."),
-    k: int = typer.Option(5, "-k", "--k", min=1, max=1000, help="How many passages."),
-    threshold: Optional[float] = typer.Option(None, "--threshold", help="Minimum cosine similarity (default: none)."),
-    metric: str = typer.Option("cosine", "--metric", help="cosine (<=>), l2 (<->) or ip (<#>)."),
-    mode: Optional[str] = ModeOption,
+    k: int = typer.Option(5, "-k", "--top-k", callback=within(1, MAX_K), metavar="N",
+                          help=f"How many passages (1 to {MAX_K})."),
+    old_k: Optional[int] = OldKOption,
+    threshold: Optional[float] = typer.Option(None, "--threshold", callback=within(-1, 1), metavar="T",
+                                              help="Minimum cosine similarity, -1 to 1 (default: none)."),
+    metric: Metric = typer.Option("cosine", "--metric",
+                                  help="Vector distance: cosine (<=>), l2 (<->) or ip (<#>)."),
+    mode: Optional[Mode] = ModeOption,
     filters: List[str] = FilterOption,
     source: Optional[str] = SourceOption,
     as_json: bool = JsonOption,
 ):
-    """The passages that best match QUERY, best first."""
+    """The passages that best match QUERY, best first.
+
+    Each passage is shown with its rank and the score it was ranked by: cosine similarity (vector),
+    BM25 (keyword) or the reciprocal-rank fusion of both (hybrid); --json gives both similarity and score.
+    """
+    k = old_k or k
     with knowledge_base() as kb:
+        mode = mode or kb.settings.search_mode
         hits = kb.search(query, k=k, threshold=threshold, metric=metric, mode=mode,
                          filter=metadata_filter(filters), source=source_prefix(source))
     if as_json:
         emit_json({"query": query, "results": [h.as_dict() for h in hits]})
     else:
-        _print_hits(hits, query)
+        _print_hits(hits, query, _selection_named(filters, source), mode)
 
 
-def _print_sources(result) -> None:
+def _print_sources(result, mode: str) -> None:
     if result.sources:
         out.print("\n[bold]Sources[/bold]")
         for n, hit in enumerate(result.sources, 1):
             where = cited(hit) + (f" › {hit.heading}" if hit.heading else "")
-            out.print(f"  [{n}] {escape(where)} [dim]({hit.similarity:.2f})[/dim]")
+            out.print(f"  [{n}] {escape(where)} [dim]({ranking_score(hit, mode)})[/dim]")
 
 
 EXTRACTIVE_NOTE = ("[dim]extractive answer: no language model configured "
                    "(set OPENAI_API_KEY or PGASK_LLM_BASE_URL for written answers)[/dim]")
 
 
-def _print_answer(result, streamed: bool, *, note_extractive: bool = True) -> None:
+def _print_answer(result, streamed: bool, mode: str, *, note_extractive: bool = True) -> None:
     """The rest of an answer once its tokens (if streamed) are out: the text if not streamed, then the sources."""
     if streamed:
         out.print()
@@ -420,27 +640,35 @@ def _print_answer(result, streamed: bool, *, note_extractive: bool = True) -> No
         if result.mode == "extractive" and note_extractive:
             out.print(EXTRACTIVE_NOTE)
         out.print(escape(result.answer))
-    _print_sources(result)
+    _print_sources(result, mode)
 
 
-KOption = typer.Option(5, "-k", "--k", min=1, max=100, help="How many passages to answer from.")
-ThresholdOption = typer.Option(None, "--threshold",
-                               help="Minimum cosine similarity of a passage (default 0.3, PGASK_THRESHOLD).")
+KOption = typer.Option(None, "-k", "--top-k", callback=within(1, MAX_K), metavar="N", show_default=False,
+                       help=f"How many passages to answer from (1 to {MAX_K}; default 5, PGASK_TOP_K).")
+ThresholdOption = typer.Option(None, "--threshold", callback=within(-1, 1), metavar="T",
+                               help="Minimum cosine similarity of a passage, -1 to 1 (default 0.3, PGASK_THRESHOLD).")
 
 
 @app.command()
 @handle_errors
 def ask(
     question: str = typer.Argument(..., help="A question about your documents."),
-    k: int = KOption,
+    k: Optional[int] = KOption,
+    old_k: Optional[int] = OldKOption,
     threshold: Optional[float] = ThresholdOption,
-    mode: Optional[str] = ModeOption,
+    mode: Optional[Mode] = ModeOption,
     filters: List[str] = FilterOption,
     source: Optional[str] = SourceOption,
     as_json: bool = JsonOption,
 ):
-    r"""Answer QUESTION from the documents, citing them as \[n]."""
+    r"""Answer QUESTION from the documents, citing them as \[n].
+
+    The sources are listed in rank order, each with the score it was ranked by: cosine similarity
+    (vector), BM25 (keyword) or the reciprocal-rank fusion of both (hybrid).
+    """
+    k = old_k or k
     with knowledge_base() as kb:
+        mode = mode or kb.settings.search_mode
         streamed = not as_json and kb.settings.llm_configured
         on_token = (lambda t: out.print(escape(t), end="")) if streamed else None
         result = kb.ask(question, k=k, threshold=threshold, on_token=on_token, mode=mode,
@@ -448,13 +676,14 @@ def ask(
     if as_json:
         emit_json(result.as_dict())
     else:
-        _print_answer(result, streamed)
+        _print_answer(result, streamed, mode)
 
 
 @app.command()
 @handle_errors
 def chat(
-    k: int = KOption,
+    k: Optional[int] = KOption,
+    old_k: Optional[int] = OldKOption,
     threshold: Optional[float] = ThresholdOption,
     as_json: bool = JsonOption,
 ):
@@ -463,6 +692,7 @@ def chat(
     Reads one question per line until end of input. /new starts a new conversation, /quit leaves.
     With --json, prints {"turns": [...]} at the end.
     """
+    k = old_k or k
     prompt = err if as_json or not sys.stdin.isatty() else out
     turns: list[dict] = []
     history: list[dict] = []
@@ -501,7 +731,7 @@ def chat(
             turns.append(result.as_dict())
             history += [{"role": "user", "content": question}, {"role": "assistant", "content": result.answer}]
             if not as_json:
-                _print_answer(result, streamed, note_extractive=False)
+                _print_answer(result, streamed, kb.settings.search_mode, note_extractive=False)
                 out.print()
     if as_json:
         emit_json({"turns": turns})
@@ -510,8 +740,10 @@ def chat(
 @app.command()
 @handle_errors
 def index(
-    type_: str = typer.Option("hnsw", "--type", help="hnsw or ivfflat."),
-    metric: str = typer.Option("cosine", "--metric", help="cosine, l2 or ip: the operator the index serves."),
+    type_: IndexType = typer.Option("hnsw", "--type",
+                              help="The ANN index: hnsw (graph) or ivfflat (lists)."),
+    metric: Metric = typer.Option("cosine", "--metric",
+                                  help="The operator the index serves: cosine (<=>), l2 (<->) or ip (<#>)."),
     lists: Optional[int] = typer.Option(None, "--lists", min=1, help="ivfflat lists (default rows/1000, sqrt(rows) over 1M)."),
     m: int = typer.Option(16, "--m", min=2, max=100, help="hnsw: links per node."),
     ef_construction: int = typer.Option(64, "--ef-construction", min=4, max=1000, help="hnsw: build-time candidate list."),
@@ -659,6 +891,38 @@ def status(as_json: bool = JsonOption):
         out.print(f"[bold]{name:>10}[/bold]  {escape(value)}")
 
 
+@app.command()
+@handle_errors
+def stop(as_json: bool = JsonOption):
+    """Stop the embedded Postgres server.
+
+    The embedded server keeps running after each command, so that the next command, `pgask serve`
+    and `pgask ui` share it and start at once; the next command that needs it starts it again.
+    """
+    from .config import load_settings
+    from .db.embedded import embedded_running, stop_embedded
+
+    settings = load_settings()
+    pgdata = settings.home / "pgdata"
+    if settings.database_url:
+        from .db.connect import mask_url
+
+        info = {"stopped": False, "running": None, "database_url": mask_url(settings.database_url)}
+        message = (f"nothing to stop: pgask uses the server at {info['database_url']} (PGASK_DATABASE_URL), "
+                   "not an embedded one")
+    elif not embedded_running(settings.home):
+        info = {"stopped": False, "running": False, "pgdata": str(pgdata)}
+        message = f"the embedded Postgres in {pgdata} is not running"
+    else:
+        stop_embedded(settings.home)
+        info = {"stopped": True, "running": False, "pgdata": str(pgdata)}
+        message = f"stopped the embedded Postgres in {pgdata}; the next pgask command starts it again"
+    if as_json:
+        emit_json(info)
+    else:
+        out.print(escape(message))
+
+
 def _embedding_line(embedding: dict) -> str:
     if embedding["provider"] == "local":
         return "local model"
@@ -688,7 +952,7 @@ class PhaseProgress:
 @app.command()
 @handle_errors
 def usage(
-    since: Optional[datetime] = typer.Option(None, "--since", formats=["%Y-%m-%d"],
+    since: Optional[datetime] = typer.Option(None, "--since", formats=["%Y-%m-%d"], metavar="YYYY-MM-DD",
                                              help="Only calls from this day on (YYYY-MM-DD, UTC)."),
     as_json: bool = JsonOption,
 ):
@@ -855,6 +1119,9 @@ def bench(
                       f"ef_search={result['ef_search']}; vs exact search)"),
         ("hnsw build", f"{result['hnsw_build_s']:.2f} s for {result['chunks']} chunks"),
     ]
+    if "cold_search_s" in result:
+        rows.append(("cold start", f"status {result['cold_status_s']:.2f} s, search {result['cold_search_s']:.2f} s "
+                                   f"(a fresh process each, start to exit, median of {result['cold_runs']})"))
     if result.get("copy_rows_per_s"):
         rows += [("COPY", f"{result['copy_rows_per_s']:,} rows/s ({result['synthetic_rows']:,} synthetic {result['dim']}-d vectors)"),
                  ("hnsw build", f"{result['synthetic_hnsw_build_s']:.1f} s for {result['synthetic_rows']:,} synthetic rows "

@@ -16,6 +16,8 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+# the most passages one search or answer returns, on the command line and over HTTP alike
+MAX_K = 100
 
 
 class Secret(str):

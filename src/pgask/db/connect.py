@@ -15,7 +15,11 @@ from ..errors import PgaskError
 def mask_url(url: str) -> str:
     """The URL with its password replaced by ***, for anything shown to people."""
     if "://" in url:
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+            parts.password  # noqa: B018 - parsing the port and password can fail too
+        except ValueError:
+            return url.split("://", 1)[0] + "://<unparseable URL>"
         if parts.password:
             netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
             url = urlunsplit(parts._replace(netloc=netloc))
@@ -77,6 +81,7 @@ def ensure_vector(conn: psycopg.Connection) -> None:
 
 
 DATABASE_HINT = "check PGASK_DATABASE_URL, or unset it to use the embedded database"
+URL_EXAMPLE = "postgresql://USER:PASSWORD@HOST:5432/DATABASE"
 
 
 def connect(url: str, *, autocommit: bool = False, vector: bool = True, hint: str = DATABASE_HINT) -> psycopg.Connection:
@@ -91,7 +96,9 @@ def connect(url: str, *, autocommit: bool = False, vector: bool = True, hint: st
             f"cannot connect to Postgres at {mask_url(url)}: {reason} ({hint})"
         ) from exc
     except psycopg.ProgrammingError as exc:
-        raise PgaskError(f"invalid database URL {mask_url(url)}: {redact(str(exc), url)}") from exc
+        reason = " ".join(redact(str(exc), url).split())
+        raise PgaskError(f"invalid database URL {mask_url(url)}: {reason}; expected the form "
+                         f"{URL_EXAMPLE} ({hint})") from exc
     if vector:
         ensure_vector(conn)
     return conn

@@ -21,6 +21,7 @@ encode() serves the rest.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -84,3 +85,58 @@ def encode_passages(model, direct: DirectEncoder | None, texts: Sequence[str], b
         return np.stack([direct(text) for text in texts])
     return model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
                         show_progress_bar=False)
+
+
+def read_pipeline(folder: Path) -> dict | None:
+    """What a saved sentence-transformers folder says about its pipeline, read from its JSON files
+    (no torch, no sentence-transformers): {"max_seq_length", "do_lower_case", "dim"} when the
+    model is exactly Transformer -> mean Pooling [-> Normalize], the one DirectEncoder computes;
+    None for any other model."""
+    import json
+
+    try:
+        modules = json.loads((folder / "modules.json").read_text())
+        kinds = [m["type"].rsplit(".", 1)[-1] for m in modules]
+        if kinds not in (["Transformer", "Pooling"], ["Transformer", "Pooling", "Normalize"]):
+            return None
+        if modules[0].get("path", "") not in ("", "."):
+            return None
+        pooling = json.loads((folder / modules[1]["path"] / "config.json").read_text())
+        transformer = json.loads((folder / "sentence_bert_config.json").read_text())
+        tokenizer_config = json.loads((folder / "tokenizer_config.json").read_text())
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return None
+    # sentence-transformers 5 writes {"pooling_mode": "mean"}; earlier versions one flag per mode
+    modes = {k for k, v in pooling.items() if k.startswith("pooling_mode_") and v is True}
+    mean = pooling.get("pooling_mode") == "mean" or modes == {"pooling_mode_mean_tokens"}
+    if not mean or not pooling.get("include_prompt", True) or not (folder / "tokenizer.json").is_file():
+        return None
+    # the longest input: sentence_bert_config's max_seq_length (older versions), else the tokenizer's
+    # model_max_length (what sentence-transformers 5 reads); transformers' "unset" is a huge number
+    longest = transformer.get("max_seq_length") or tokenizer_config.get("model_max_length")
+    if not isinstance(longest, int) or not 0 < longest <= 100_000:
+        return None
+    return {"max_seq_length": longest, "do_lower_case": bool(transformer.get("do_lower_case")),
+            "dim": pooling.get("embedding_dimension") or pooling.get("word_embedding_dimension")}
+
+
+def load_direct(folder: Path, onnx_file: Path, session_options) -> tuple[DirectEncoder, dict] | None:
+    """A DirectEncoder built from files alone: ONNX Runtime's session on `onnx_file` and the folder's
+    tokenizer.json. The same session and tokenizer sentence-transformers would build, without importing
+    torch, transformers or sentence-transformers (seconds of a command's start). None where the model's
+    pipeline is not the one DirectEncoder computes."""
+    pipeline = read_pipeline(folder)
+    if pipeline is None or not onnx_file.is_file():
+        return None
+    import onnxruntime
+    from tokenizers import Tokenizer
+
+    session = onnxruntime.InferenceSession(str(onnx_file), sess_options=session_options,
+                                           providers=["CPUExecutionProvider"])
+    if not {"input_ids", "attention_mask"} <= {i.name for i in session.get_inputs()} <= {
+            "input_ids", "attention_mask", "token_type_ids"}:
+        return None
+    tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    tokenizer.no_padding()
+    tokenizer.enable_truncation(pipeline["max_seq_length"])
+    return DirectEncoder(session, tokenizer, lower_case=pipeline["do_lower_case"]), pipeline

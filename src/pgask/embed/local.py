@@ -13,7 +13,7 @@ import numpy as np
 from ..config import DEFAULT_MODEL
 from ..errors import PgaskError
 from . import autoselect, backends
-from .direct_encoder import DirectEncoder, encode_passages
+from .direct_encoder import DirectEncoder, encode_passages, load_direct
 
 ALIASES = {DEFAULT_MODEL, "all-MiniLM-L6-v2", "sentence-transformers/all-minilm-l6-v2"}
 
@@ -56,6 +56,7 @@ class LocalEmbedder:
         self._model = None
         self._offsets_tokenizer = None
         self._direct_encoder: DirectEncoder | None | bool = False  # False: not looked for yet
+        self._pipeline: dict | None = None  # read from an ONNX export's files, when the model is not loaded
         self._lock = threading.RLock()
         self._encode_lock = threading.Lock()
         self._dim = _dim_from_files(self.path)
@@ -65,9 +66,13 @@ class LocalEmbedder:
         """The backend in use (auto is resolved here: read from the cache, or measured once)."""
         with self._lock:
             if self._backend is None:
-                _offline()
-                self.choice, model = autoselect.choose(self.path, self.name, self.cache_dir)
-                self._backend, self._model = self.choice.backend, model
+                found = autoselect.cached(self.cache_dir, self.name)  # a file read: nothing to import
+                if found is not None:
+                    self.choice, self._backend = found, found.backend
+                else:
+                    _offline()
+                    self.choice, model = autoselect.choose(self.path, self.name, self.cache_dir)
+                    self._backend, self._model = self.choice.backend, model
             return self._backend
 
     def backend_info(self) -> dict:
@@ -77,6 +82,11 @@ class LocalEmbedder:
             found = autoselect.cached(self.cache_dir, self.name)
             chosen = found.backend if found else None
         return {"requested": self.requested_backend, "backend": chosen, "isa": backends.cpu_isa()}
+
+    def prepare(self) -> None:
+        """Choose the backend (measured once per machine) and load what embedding needs, now."""
+        if not self.direct_encoder:
+            self.model  # noqa: B018 - loads it
 
     @property
     def model(self):
@@ -105,16 +115,20 @@ class LocalEmbedder:
 
     @property
     def max_tokens(self) -> int:
+        if self.direct_encoder and self._pipeline is not None:  # read from the export, model not loaded
+            return int(self._pipeline["max_seq_length"]) - 2
         return int(self.model.max_seq_length) - 2  # [CLS] and [SEP]
 
     def token_offsets(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
         # A private copy of the fast tokenizer: the model's own one changes its truncation
         # settings on every encode call, which must not race with the chunker's thread.
+        encoder = self.direct_encoder
         with self._lock:
             if self._offsets_tokenizer is None:
                 from tokenizers import Tokenizer
 
-                tokenizer = Tokenizer.from_str(self.model.tokenizer.backend_tokenizer.to_str())
+                source = encoder.tokenizer if encoder else self.model.tokenizer.backend_tokenizer
+                tokenizer = Tokenizer.from_str(source.to_str())
                 tokenizer.no_truncation()
                 tokenizer.no_padding()
                 self._offsets_tokenizer = tokenizer
@@ -123,8 +137,8 @@ class LocalEmbedder:
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        model = self.model
         encoder = self.direct_encoder
+        model = None if encoder else self.model  # the direct path needs no sentence-transformers model
         with self._encode_lock:  # one encode at a time: it uses every core already
             vectors = encode_passages(model, encoder, texts, self.batch_size)
         return np.asarray(vectors, dtype=np.float32)
@@ -136,20 +150,49 @@ class LocalEmbedder:
 
     @property
     def direct_encoder(self) -> DirectEncoder | None:
-        """Texts one at a time straight through ONNX Runtime, where the backend and model allow it."""
+        """Texts one at a time straight through ONNX Runtime, where the backend and model allow it.
+
+        An ONNX backend whose export is already on disk gets its session and tokenizer from the
+        files (load_direct): no torch, transformers or sentence-transformers to import, which is
+        most of a command's start. Otherwise the model is loaded (and exported on first use)."""
         if self._direct_encoder is False:
-            model = self.model
             with self._lock:
-                if self._direct_encoder is False:
-                    self._direct_encoder = DirectEncoder.for_backend(model, self.backend)
+                if self._direct_encoder is False and self._model is None:
+                    light = self._load_light()
+                    if light is not None:
+                        self._direct_encoder, self._pipeline = light
+            if self._direct_encoder is False:
+                model = self.model
+                with self._lock:
+                    if self._direct_encoder is False:
+                        self._direct_encoder = DirectEncoder.for_backend(model, self.backend)
         return self._direct_encoder
 
+    def _load_light(self) -> tuple[DirectEncoder, dict] | None:
+        backend = self.backend  # auto: read from its cache (or measured, which loads the model)
+        if not backend.startswith("onnx") or self._model is not None:
+            return None
+        isa = backends.cpu_isa()
+        folder = backends.model_folder(self.cache_dir, self.name) / isa
+        onnx_file = folder / (backends.ONNX_FP32 if backend == "onnx" else backends.int8_file(isa))
+        if backend == "onnx-int8" and isa == "generic":
+            return None
+        _quiet_environment()
+        try:
+            return load_direct(folder, onnx_file, backends._session_options())
+        except Exception:  # noqa: BLE001 - a broken or foreign export: load the model the usual way
+            return None
 
-def _offline() -> None:
+
+def _quiet_environment() -> None:
     # The default model ships inside a package: never ask a hub, never draw download bars.
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _offline() -> None:
+    _quiet_environment()
     import transformers
 
     transformers.utils.logging.disable_progress_bar()

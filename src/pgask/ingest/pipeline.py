@@ -26,6 +26,7 @@ import psycopg
 
 from ..db import store
 from ..errors import PgaskError
+from ..wording import plural
 from ..usage import Budget
 from .chunking import Chunk, chunk_document
 from . import loaders
@@ -75,6 +76,21 @@ class IngestReport:
         self.budget = other.budget or self.budget
         self.remaining += other.remaining
         return self
+
+
+class IngestInterrupted(KeyboardInterrupt):
+    """Ctrl-C during an ingest, once every document finished by then is stored (each one whole).
+
+    `report` counts them (added + updated); the documents not reached are simply not stored, so
+    the same command run again stores the rest and skips these as unchanged."""
+
+    def __init__(self, report: "IngestReport") -> None:
+        super().__init__("interrupted")
+        self.report = report
+
+    @property
+    def stored(self) -> int:
+        return self.report.added + self.report.updated
 
 
 class Progress(Protocol):
@@ -137,6 +153,13 @@ def discover(
         else:
             raise PgaskError(f"no such file or directory: {root}")
     return files, skipped, roots
+
+
+def _filters_named(include: Sequence[str], exclude: Sequence[str]) -> str:
+    """' matching --include '*.md', not --exclude 'drafts/*'': the filters that left nothing, for the message."""
+    parts = ([f"matching --include {' or '.join(repr(p) for p in include)}"] if include else []) + (
+        [f"not matching --exclude {' or '.join(repr(p) for p in exclude)}"] if exclude else [])
+    return (" " + " and ".join(parts)) if parts else ""
 
 
 def _loaded(doc: Document, digest: str) -> tuple[Document, str]:
@@ -244,11 +267,11 @@ class Ingest:
         files, report.skipped, roots = discover(paths, include, exclude)
         if not files and not report.skipped and not prune:
             where = ", ".join(str(p) for p in paths)
-            raise PgaskError(f"no documents found in {where}")
+            raise PgaskError(f"no documents found in {where}{_filters_named(include, exclude)}")
         if not files and not prune:
             raise PgaskError(
-                f"no supported documents in {', '.join(str(p) for p in paths)} "
-                f"({len(report.skipped)} other files; pgask reads .md .txt .rst .html .pdf)"
+                f"no supported documents in {', '.join(str(p) for p in paths)}{_filters_named(include, exclude)} "
+                f"({plural(len(report.skipped), 'other file')}; pgask reads .md .txt .rst .html .pdf)"
             )
         sig = self.signature
 
@@ -271,7 +294,7 @@ class Ingest:
         self.on_plan(len(todo))
         self.progress.start(len(todo))
         pending = (Pending(source_of(p), source_of(p) in stored, functools.partial(load_file, p)) for p in todo)
-        self._load_embed_store(pending, report)
+        self._interruptible(pending, report)
 
         if prune:
             present = {source_of(p) for p in files} | set(report.skipped)
@@ -305,7 +328,7 @@ class Ingest:
 
         self.on_plan(None)
         self.progress.start(None)
-        self._load_embed_store(pending(), report)
+        self._interruptible(pending(), report)
         if prune_scope:
             self._prune(prune_scope, seen, report)
         report.seconds = time.perf_counter() - started
@@ -411,6 +434,13 @@ class Ingest:
             # a local model: embed when the batch is full, or when the reader has nothing more right now
             return queued if queued >= self.batch_chunks or idle else 0
         return queued - queued % self.api_batch if queued >= self.batch_chunks else 0
+
+    def _interruptible(self, pending: Iterable[Pending], report: IngestReport) -> None:
+        """_load_embed_store; a Ctrl-C becomes IngestInterrupted, which carries what was stored by then."""
+        try:
+            self._load_embed_store(pending, report)
+        except KeyboardInterrupt as exc:
+            raise IngestInterrupted(report) from exc
 
     def _load_embed_store(self, pending: Iterable[Pending], report: IngestReport) -> None:
         loaded: queue.Queue = queue.Queue(maxsize=self.queue_documents)
