@@ -63,3 +63,6 @@ def test_a_wrong_rerank_setting_says_what_is_allowed(home, schema, docs, cli_env
     answer = json.loads(runner.invoke(app, ["ask", "how often are tomatoes watered", "--json"],
                                       env={**cli_env, "PGASK_RERANK": "on"}).stdout)
     assert answer["sources"] and all(0 <= s["relevance"] <= 1 for s in answer["sources"])
+    reranked = json.loads(runner.invoke(app, ["search", "how often are tomatoes watered", "--rerank", "--json"],
+                                        env={**cli_env, "PGASK_RERANK": "on"}).stdout)["results"]
+    assert reranked and all(h["score"] == h["relevance"] for h in reranked)

@@ -602,18 +602,21 @@ def search(
     mode: Optional[Mode] = ModeOption,
     filters: List[str] = FilterOption,
     source: Optional[str] = SourceOption,
+    rerank: bool = typer.Option(False, "--rerank",
+                                help="Re-order the best passages with the cross-encoder, as ask does."),
     as_json: bool = JsonOption,
 ):
     """The passages that best match QUERY, best first.
 
     Each passage is shown with its rank and the score it was ranked by: cosine similarity (vector),
-    BM25 (keyword) or the reciprocal-rank fusion of both (hybrid); --json gives both similarity and score.
+    BM25 (keyword) or the reciprocal-rank fusion of both (hybrid), or with --rerank the
+    cross-encoder's probability that it answers; --json gives both similarity and score.
     """
     k = old_k or k
     with knowledge_base() as kb:
         mode = mode or kb.settings.search_mode
         hits = kb.search(query, k=k, threshold=threshold, metric=metric, mode=mode,
-                         filter=metadata_filter(filters), source=source_prefix(source))
+                         filter=metadata_filter(filters), source=source_prefix(source), rerank=rerank)
     if as_json:
         emit_json({"query": query, "results": [h.as_dict() for h in hits]})
     else:
