@@ -129,7 +129,7 @@ def test_ingest_distributes_documents_and_chunks_by_document(run, corpus_dir, ci
     assert tables["chunks"]["shards"] == tables["documents"]["shards"] > 2
     assert {tables[t]["type"] for t in ("settings", "usage", "query_cache")} == {"reference"}
     text = run("status")
-    assert text.exit_code == 0 and "citus" in text.stdout
+    assert text.exit_code == 0 and "citus" in text.stdout and "workers" in text.stdout and "8 shards" in text.stdout
 
     with psycopg.connect(citus_url) as conn:
         # the chunks live on the workers, each with its document on the same node
