@@ -23,7 +23,7 @@ jobs="${PGASK_BUILD_JOBS:-2}"
 pg_config="${PG_CONFIG:-$(command -v pg_config || true)}"
 
 installed() {
-  [ -n "$pg_config" ] || return 1
+  [ -n "$pg_config" ] && [ -x "$pg_config" ] || return 1
   local lib share
   lib="$("$pg_config" --pkglibdir)"
   share="$("$pg_config" --sharedir)/extension"
@@ -33,8 +33,8 @@ installed() {
 }
 
 why_not() {
-  if [ -z "$pg_config" ]; then
-    echo "no pg_config on PATH: install postgresql-server-dev-15 (Debian) to build Citus and pgvector"
+  if [ -z "$pg_config" ] || [ ! -x "$pg_config" ]; then
+    echo "no pg_config${pg_config:+ at $pg_config}: install postgresql-server-dev-15 (Debian) to build Citus and pgvector"
     return
   fi
   if [ ! -f "$("$pg_config" --includedir-server)/postgres.h" ]; then
