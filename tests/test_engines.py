@@ -1,6 +1,7 @@
-"""Each engine's install script, rendered and checked statement by statement. No Citus, Greenplum
-or Cloudberry server is available to the tests, so these check what those engines require of
-the DDL; the rendered PostgreSQL script is executed for real in test_sql_api.py."""
+"""Each engine's install script, rendered and checked statement by statement. No Greenplum or
+Cloudberry server is available to the tests, so these check what those engines require of the
+DDL; the rendered PostgreSQL script is executed for real in test_sql_api.py, and the Citus one on
+a real cluster in test_citus.py."""
 
 import re
 
