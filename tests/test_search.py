@@ -129,7 +129,8 @@ def test_a_search_runs_with_the_parameters_in_force(loaded):
         with loaded.connection() as conn, conn.transaction():
             conn.execute(render("search_settings.sql", loaded.schema),
                          {"depth": depth, "ef_search": ef_search, "default_ef_search": default_ef_search(depth),
-                          "probes": probes, "default_probes": DEFAULT_PROBES, "indexscan": "on", "metric": metric})
+                          "probes": probes, "default_probes": DEFAULT_PROBES, "exact": False, "metric": metric,
+                          "filtered": False})
             return conn.execute("SELECT current_setting('hnsw.ef_search')::int, "
                                 "current_setting('ivfflat.probes')::int").fetchone()
 

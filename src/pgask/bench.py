@@ -20,11 +20,13 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+from psycopg import sql
 
 from .config import Settings
 from .db import store
 from .errors import PgaskError
 from .kb import KnowledgeBase
+from .search import search as vector_search
 
 BENCH_SCHEMA = "pgask_bench"
 COPY_SCHEMA = "pgask_bench_copy"
@@ -108,9 +110,14 @@ def synthetic_vectors(rows: int, dim: int, block: int = 10_000, seed: int = 0):
 
 
 def copy_synthetic(kb: KnowledgeBase, rows: int, dim: int, step: Callable[[int], None]) -> float:
-    """COPY `rows` synthetic chunk rows through the same binary COPY the ingest uses; rows/s."""
+    """COPY `rows` synthetic chunk rows through the same binary COPY the ingest uses; rows/s.
+    Each 1,000 rows belong to one document row (written first, not timed), so searches find them."""
     elapsed = 0.0
     with kb.connection() as conn:
+        conn.execute(sql.SQL("INSERT INTO {}.documents (id, source, title, content_hash, chunk_count) "
+                             "SELECT g, 'synthetic:' || g, '', '', 1000 FROM generate_series(0, %s) g")
+                     .format(sql.Identifier(kb.schema)), ((rows - 1) // 1000,))
+        conn.commit()
         for start, vectors in synthetic_vectors(rows, dim):
             batch = [((start + i) // 1000, start + i, (start + i) % 1000, "", "", 0, v) for i, v in enumerate(vectors)]
             began = time.perf_counter()  # vector generation is not part of the load
@@ -144,6 +151,39 @@ def cold_start(settings: Settings, schema: str, query: str, runs: int, step: Cal
             "cold_runs": runs}
 
 
+def synthetic_search(kb: KnowledgeBase, options: BenchOptions, step: Callable[[int], None]) -> dict:
+    """Vector search over the synthetic rows through the HNSW index, against exact search: the
+    questions are stored vectors moved a little (the nearest neighbour is not the vector itself)."""
+    rng = np.random.default_rng(1)
+    with kb.connection() as conn:
+        every = max(1, options.synthetic_rows // options.query_count)
+        stored = conn.execute(sql.SQL("SELECT embedding FROM {}.chunks WHERE id %% %s = 0 ORDER BY id LIMIT %s")
+                              .format(sql.Identifier(kb.schema)), (every, options.query_count)).fetchall()
+        questions = [v + 0.3 * rng.standard_normal(v.shape).astype(np.float32) / np.sqrt(len(v))
+                     for v in (row[0].to_numpy() for row in stored)]
+        questions = [q / np.linalg.norm(q) for q in questions]
+        for q in questions[:5]:
+            vector_search(conn, kb.schema, "", q, mode="vector", k=options.k)
+        ann_ms, exact_ms, overlap = [], [], []
+        for q in questions:
+            started = time.perf_counter()
+            approximate = vector_search(conn, kb.schema, "", q, mode="vector", k=options.k,
+                                        ef_search=options.ef_search)
+            ann_ms.append((time.perf_counter() - started) * 1000)
+            started = time.perf_counter()
+            exact = vector_search(conn, kb.schema, "", q, mode="vector", k=options.k, exact=True)
+            exact_ms.append((time.perf_counter() - started) * 1000)
+            truth = {h.chunk_id for h in exact}
+            overlap.append(len(truth & {h.chunk_id for h in approximate}) / max(1, len(truth)))
+            step(1)
+    return {"synthetic_queries": len(questions),
+            "synthetic_search_p50_ms": round(percentile(ann_ms, 50), 2),
+            "synthetic_search_p95_ms": round(percentile(ann_ms, 95), 2),
+            "synthetic_exact_p50_ms": round(percentile(exact_ms, 50), 2),
+            "synthetic_exact_p95_ms": round(percentile(exact_ms, 95), 2),
+            "synthetic_recall_at_10": round(float(np.mean(overlap)), 4)}
+
+
 def run(settings: Settings, options: BenchOptions, phases: Phases = _no_phase,
         notify: Callable[[str], None] = lambda message: None) -> dict:
     """Measure everything `pgask bench` reports; returns the numbers (see the README's Performance).
@@ -160,6 +200,11 @@ def run(settings: Settings, options: BenchOptions, phases: Phases = _no_phase,
         embedder = kb.embedder
         result["backend"] = getattr(embedder, "backend", "remote")
         result.update(model=embedder.name, dim=embedder.dim)
+        kb.init()
+        status = kb.status()
+        result.update(engine=status["engine"], server_version=status["server_version"])
+        if "workers" in status:
+            result["workers"] = status["workers"]
 
         step = phases("chunking", None)
         texts = [c.embed_text for c in kb.chunk_files([corpus])]
@@ -195,7 +240,7 @@ def run(settings: Settings, options: BenchOptions, phases: Phases = _no_phase,
         for q in queries[:5]:  # warm the pool, the caches and the index pages
             kb.search(q, k=options.k, mode="vector")
             kb.search(q, k=options.k, mode="hybrid")
-        latencies, hybrid, overlap = [], [], []
+        latencies, hybrid, keyword, overlap = [], [], [], []
         step = phases("search", len(queries))
         for q in queries:
             started = time.perf_counter()
@@ -208,10 +253,14 @@ def run(settings: Settings, options: BenchOptions, phases: Phases = _no_phase,
             started = time.perf_counter()
             kb.search(q, k=options.k, mode="hybrid")
             hybrid.append((time.perf_counter() - started) * 1000)
+            started = time.perf_counter()
+            kb.search(q, k=options.k, mode="keyword")
+            keyword.append((time.perf_counter() - started) * 1000)
             step(1)
         result.update(queries=len(queries), search_p50_ms=round(percentile(latencies, 50), 2),
                       search_p95_ms=round(percentile(latencies, 95), 2),
                       hybrid_p50_ms=round(percentile(hybrid, 50), 2), hybrid_p95_ms=round(percentile(hybrid, 95), 2),
+                      keyword_p50_ms=round(percentile(keyword, 50), 2), keyword_p95_ms=round(percentile(keyword, 95), 2),
                       recall_at_10=round(float(np.mean(overlap)), 4) if overlap else None)
         notify(f"vector search: p50 {result['search_p50_ms']} ms, p95 {result['search_p95_ms']} ms, "
                f"recall@10 {result['recall_at_10']}; hybrid search: p50 {result['hybrid_p50_ms']} ms, "
@@ -253,6 +302,11 @@ def run(settings: Settings, options: BenchOptions, phases: Phases = _no_phase,
             result.update(synthetic_hnsw_build_s=index["build_seconds"], index_memory_mb=index["memory_mb"],
                           index_workers=index["workers"])
             notify(f"hnsw build: {result['synthetic_hnsw_build_s']} s for {options.synthetic_rows} synthetic vectors")
+            step = phases("search (synthetic)", options.query_count)
+            result.update(synthetic_search(kb, options, step))
+            notify(f"synthetic vector search: p50 {result['synthetic_search_p50_ms']} ms, "
+                   f"p95 {result['synthetic_search_p95_ms']} ms, recall@10 {result['synthetic_recall_at_10']} "
+                   f"(exact: p50 {result['synthetic_exact_p50_ms']} ms)")
             kb.drop()
     else:
         result["copy_rows_per_s"] = None

@@ -123,7 +123,8 @@ def search(
     # depth, no more: the planner prices an HNSW scan by ef_search, and at 2 x 100 it prefers
     # reading every chunk (45 ms instead of 5 on gpdb-docs).
     tuning = {"depth": depth, "ef_search": ef_search, "default_ef_search": default_ef_search(k), "probes": probes,
-              "default_probes": DEFAULT_PROBES, "indexscan": "off" if exact else "on", "metric": metric}
+              "default_probes": DEFAULT_PROBES, "exact": exact, "metric": metric,
+              "filtered": bool(filter) or bool(source)}
     with conn.transaction():
         conn.execute(render("search_settings.sql", schema), tuning)
         rows = conn.execute(statement, params).fetchall()
@@ -144,6 +145,15 @@ def embedding_column(conn: psycopg.Connection, schema: str) -> tuple[str, int]:
         (f"{sql.Identifier(schema).as_string(conn)}.chunks",),
     ).fetchone()
     return row[0], row[1]
+
+
+def shard_count(conn: psycopg.Connection, schema: str) -> int:
+    """How many shards hold the chunks: Citus's shard count, else 1."""
+    if not conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'citus'").fetchone():
+        return 1
+    row = conn.execute("SELECT shard_count FROM citus_tables WHERE table_name = to_regclass(%s)",
+                       (f"{sql.Identifier(schema).as_string(conn)}.chunks",)).fetchone()
+    return max(1, row[0]) if row and row[0] else 1
 
 
 def ivfflat_lists(rows: int) -> int:
@@ -229,19 +239,25 @@ def create_index(
                          f"dimensions and these vectors have {dim}; searches stay exact. To index them, {remedy}")
     opclass = f"{vector_type}_{metric}_ops"
     s = sql.Identifier(schema)
+    # Citus builds each shard's index on its own, several at once per worker: lists and memory are
+    # sized for one shard's rows
+    shard_rows = -(-rows // shard_count(conn, schema))
     drop_ann_indexes(conn, schema, metric)
     name = index_name(kind, metric)
     params: dict = {"index": sql.Identifier(name), "opclass": sql.SQL(opclass)}
     if kind == "ivfflat":
-        lists = lists or ivfflat_lists(rows)
+        lists = lists or ivfflat_lists(shard_rows)
         params["lists"] = lists
         statement = render("index_ivfflat.sql", schema, **params)
     else:
         params.update(m=m, ef_construction=ef_construction)
         statement = render("index_hnsw.sql", schema, **params)
-    memory_mb = memory_mb or build_memory_mb(kind, rows, dim, m)
+    memory_mb = memory_mb or build_memory_mb(kind, shard_rows, dim, m)
     started = time.perf_counter()
     with conn.transaction():
+        # on Citus, SET LOCAL then reaches the workers that build the shards' indexes
+        conn.execute("SELECT set_config('citus.propagate_set_commands', 'local', true) "
+                     "WHERE current_setting('citus.propagate_set_commands', true) IS NOT NULL")
         conn.execute(sql.SQL("SET LOCAL maintenance_work_mem = {}").format(sql.Literal(f"{memory_mb}MB")))
         if workers is not None:
             conn.execute(sql.SQL("SET LOCAL max_parallel_maintenance_workers = {}").format(sql.Literal(workers)))

@@ -10,7 +10,8 @@ from psycopg.types.json import Jsonb
 
 from ..errors import ModelMismatch, PgaskError
 
-SCHEMA_VERSION = 3  # 2: keyword statistics for BM25, search functions; 3: search functions read one snapshot
+SCHEMA_VERSION = 4  # 2: keyword statistics for BM25, search functions; 3: search functions read one snapshot;
+# 4: search functions Citus can plan (PL/pgSQL, not inlined SQL), set_search_settings
 
 # The most dimensions pgvector's HNSW and IVFFlat indexes take, by column type.
 INDEX_MAX_DIMS = {"vector": 2000, "halfvec": 4000}

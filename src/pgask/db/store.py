@@ -76,7 +76,7 @@ def replace_documents(conn: psycopg.Connection, schema: str, documents: Sequence
                        VALUES (%s, %s, %s, %s, %s, %s, now())
                        ON CONFLICT (id) DO UPDATE SET source = excluded.source, title = excluded.title,
                          content_hash = excluded.content_hash, metadata = excluded.metadata,
-                         chunk_count = excluded.chunk_count, updated_at = now()"""
+                         chunk_count = excluded.chunk_count, updated_at = excluded.updated_at"""
                 ).format(s),
                 [(document_id(d.source), d.source, d.title, d.content_hash, Jsonb(d.metadata), len(d.chunks))
                  for d in documents],

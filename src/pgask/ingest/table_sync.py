@@ -86,7 +86,7 @@ def save_source(conn: psycopg.Connection, schema: str, source: TableSource) -> N
            ON CONFLICT (name) DO UPDATE SET relation = excluded.relation, id_column = excluded.id_column,
                text_columns = excluded.text_columns, title_column = excluded.title_column,
                metadata_columns = excluded.metadata_columns, where_predicate = excluded.where_predicate,
-               source_url = excluded.source_url, watching = excluded.watching, last_sync = now(),
+               source_url = excluded.source_url, watching = excluded.watching, last_sync = excluded.last_sync,
                last_report = excluded.last_report""").format(sql.Identifier(schema)),
         (source.name, s.table, s.id_column, list(s.text_columns), s.title_column, list(s.metadata_columns),
          s.where, source.source_url, source.watching, Jsonb(source.last_report)),

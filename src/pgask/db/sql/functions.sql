@@ -3,13 +3,16 @@
 -- so an HNSW or IVFFlat index on that operator serves the ORDER BY ... LIMIT; the threshold then
 -- filters those rows. similarity is cosine similarity for every variant (stored vectors are unit
 -- length, so 1 - L2²/2 and the inner product equal it), so one threshold means the same in each.
--- Single-SELECT, STABLE SQL functions: PostgreSQL inlines a call with plain arguments into the
--- calling query, and plans the body as a prepared statement otherwise; the index serves both.
+-- STABLE PL/pgSQL functions with one query each, planned as a prepared statement whose parameters
+-- are the arguments; the index serves it. Not SQL functions: PostgreSQL would inline those into
+-- the calling query, which Citus cannot plan once they read distributed tables.
 
 CREATE OR REPLACE FUNCTION {schema}.match_documents(
     query_embedding vector, match_threshold double precision, match_count integer)
 RETURNS TABLE (id bigint, content text, similarity double precision, source text, heading text)
-LANGUAGE sql STABLE PARALLEL SAFE AS $$
+LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+BEGIN
+    RETURN QUERY
     SELECT c.id, c.content, 1 - c.distance AS similarity, d.source, c.heading
     FROM (
         SELECT ch.document_id, ch.id, ch.content, ch.heading, ch.embedding <=> query_embedding AS distance
@@ -19,13 +22,16 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
     ) c
     JOIN {schema}.documents d ON d.id = c.document_id
     WHERE 1 - c.distance >= match_threshold
-    ORDER BY c.distance, c.document_id, c.id
+    ORDER BY c.distance, c.document_id, c.id;
+END
 $$;
 
 CREATE OR REPLACE FUNCTION {schema}.match_documents_l2(
     query_embedding vector, match_threshold double precision, match_count integer)
 RETURNS TABLE (id bigint, content text, similarity double precision, source text, heading text)
-LANGUAGE sql STABLE PARALLEL SAFE AS $$
+LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+BEGIN
+    RETURN QUERY
     SELECT c.id, c.content, 1 - c.distance * c.distance / 2 AS similarity, d.source, c.heading
     FROM (
         SELECT ch.document_id, ch.id, ch.content, ch.heading, ch.embedding <-> query_embedding AS distance
@@ -35,13 +41,16 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
     ) c
     JOIN {schema}.documents d ON d.id = c.document_id
     WHERE 1 - c.distance * c.distance / 2 >= match_threshold
-    ORDER BY c.distance, c.document_id, c.id
+    ORDER BY c.distance, c.document_id, c.id;
+END
 $$;
 
 CREATE OR REPLACE FUNCTION {schema}.match_documents_ip(
     query_embedding vector, match_threshold double precision, match_count integer)
 RETURNS TABLE (id bigint, content text, similarity double precision, source text, heading text)
-LANGUAGE sql STABLE PARALLEL SAFE AS $$
+LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+BEGIN
+    RETURN QUERY
     SELECT c.id, c.content, -c.distance AS similarity, d.source, c.heading
     FROM (
         SELECT ch.document_id, ch.id, ch.content, ch.heading, ch.embedding <#> query_embedding AS distance
@@ -51,5 +60,6 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
     ) c
     JOIN {schema}.documents d ON d.id = c.document_id
     WHERE -c.distance >= match_threshold
-    ORDER BY c.distance, c.document_id, c.id
+    ORDER BY c.distance, c.document_id, c.id;
+END
 $$;
