@@ -32,7 +32,7 @@ def test_question_the_documents_cannot_answer_gets_mode_none(loaded):
     assert result.mode == "none"
     assert result.answer == NO_ANSWER
     # the passages it looked at are shown, so that a reader can see why
-    looked_at = loaded.search("What is the capital city of Australia?", k=loaded.settings.top_k)
+    looked_at = loaded.search("What is the capital city of Australia?", k=loaded.settings.top_k, rerank=True)
     assert [h.chunk_id for h in result.sources] == [h.chunk_id for h in looked_at]
 
 
