@@ -32,8 +32,8 @@ def write_beir(folder, qrels: dict[str, list[tuple[str, str, int]]]):
 def run(cli_env):
     runner = CliRunner()
 
-    def invoke(*args):
-        return runner.invoke(app, list(args), env=cli_env)
+    def invoke(*args, env=None):
+        return runner.invoke(app, list(args), env={**cli_env, **(env or {})})
 
     return invoke
 
@@ -122,6 +122,12 @@ def test_a_question_set_over_a_corpus_folder_scores_each_kind(run, corpus, tmp_p
     assert answerable["queries"] == 2 and (answerable["mrr@10"], answerable["hit@1"], answerable["hit@5"]) == (1, 1, 1)
     assert answerable["refused"] == 0
     assert unanswerable["queries"] == 1 and unanswerable["refused"] == 1 and "mrr@10" not in unanswerable
+
+    reranked = run("eval", str(questions), "--corpus", str(corpus), "--mode", "hybrid", "--rerank", "--json",
+                   env={"PGASK_RERANK": "on"})
+    rows = {row["kind"]: row for row in json.loads(reranked.stdout)}
+    assert {row["mode"] for row in rows.values()} == {"hybrid+rerank"}
+    assert rows["answerable"]["mrr@10"] == 1 and rows["unanswerable"]["refused"] == 1
 
     only_dev = run("eval", str(questions), "--corpus", str(corpus), "--mode", "keyword", "--split", "dev")
     assert only_dev.exit_code == 0, only_dev.output

@@ -791,6 +791,8 @@ def evaluate(
     mode: str = typer.Option("all", "--mode", help="vector, keyword, hybrid or all."),
     split: str = typer.Option(None, "--split", help="BEIR: which qrels/<split>.tsv (default test); questions "
                                                     "file: only the questions of this split (default all)."),
+    rerank: bool = typer.Option(False, "--rerank", help="Rank as ask does: the cross-encoder re-orders the best "
+                                                        "passages (PGASK_RERANK_DEPTH)."),
     as_json: bool = JsonOption,
 ):
     """Measure retrieval (nDCG@10, Recall@100, MRR@10, hit@1, hit@5 per search mode and kind of
@@ -807,18 +809,19 @@ def evaluate(
             if path.is_dir():
                 rows = evaluation.evaluate_beir(
                     load_settings(), path, split=split or "test", modes=modes, ingest_progress=ingest_progress,
-                    query_progress=progress, notify=notify)
+                    query_progress=progress, notify=notify, rerank=rerank)
             else:
                 rows = evaluation.evaluate_corpus(
                     load_settings(), path, corpus, split=split, modes=modes, ingest_progress=ingest_progress,
-                    query_progress=progress, notify=notify)
+                    query_progress=progress, notify=notify, rerank=rerank)
         finally:
             ingest_progress.stop()
             progress.stop()
     elif path.is_file():
         with knowledge_base() as kb:
             try:
-                rows = evaluation.evaluate_questions(kb, path, split=split, modes=modes, progress=progress)
+                rows = evaluation.evaluate_questions(kb, path, split=split, modes=modes, progress=progress,
+                                                     rerank=rerank)
             finally:
                 progress.stop()
     else:

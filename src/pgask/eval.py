@@ -216,11 +216,17 @@ def evaluate(
     *,
     document_of: Callable[[str], str] = lambda source: source,
     progress: QueryProgress | None = None,
+    rerank: bool = False,
 ) -> list[dict]:
     """One row of measures per mode and kind of question, averaged over its questions (one with no
     hits scores 0). Each row also counts `refused`: the questions that `pgask ask` would answer
-    "not in the documents" from the same passages (for unanswerable questions, the right call)."""
+    "not in the documents" from the same passages (for unanswerable questions, the right call).
+    `rerank`: rank as `ask` does, the cross-encoder re-ordering the best passages (mode "hybrid+rerank")."""
     import ir_measures
+
+    from . import rerank as reranking
+
+    rerank = rerank and reranking.configured(kb.settings.rerank) is not None
 
     measures = _measures()
     embeddings = {qid: kb.embedder.embed_query(text) for qid, text in judged.queries.items() if text.strip()}
@@ -235,8 +241,7 @@ def evaluate(
         refused: set[str] = set()
         for qid, text in judged.queries.items():
             # an empty question finds nothing (and scores 0) rather than stopping the run
-            # the passages `ask` reads: re-ranked where PGASK_RERANK and its package allow
-            hits = kb.search(text, k=DEPTH, mode=mode, embedding=embeddings[qid], rerank=True) \
+            hits = kb.search(text, k=DEPTH, mode=mode, embedding=embeddings[qid], rerank=rerank) \
                 if qid in embeddings else []
             # BEIR's convention: a document with the question's own id is not an answer to it
             ranked = [d for d in ranked_documents(hits, document_of, DEPTH) if d != qid]
@@ -250,7 +255,7 @@ def evaluate(
             progress.stop()
         for kind in order:
             qids = [q for q in judged.queries if kinds[q] == kind]
-            row = {"dataset": judged.name, "mode": mode, "kind": kind}
+            row = {"dataset": judged.name, "mode": mode + "+rerank" if rerank else mode, "kind": kind}
             if kind != UNANSWERABLE:
                 totals = dict.fromkeys(measures.values(), 0.0)
                 qrels = {q: judged.qrels[q] for q in qids}
@@ -280,6 +285,7 @@ def evaluate_beir(
     ingest_progress=None,
     query_progress: QueryProgress | None = None,
     notify: Callable[[str], None] = lambda message: None,
+    rerank: bool = False,
 ) -> list[dict]:
     """Ingest the dataset's corpus into its own knowledge base (unchanged documents are skipped),
     then measure each mode on the split's questions."""
@@ -292,16 +298,16 @@ def evaluate_beir(
                f"{report.unchanged} unchanged, {report.deleted} deleted, {report.chunks} chunks "
                f"embedded in {report.seconds:.1f}s")
         return evaluate(kb, judged, modes, document_of=lambda source: source.removeprefix(prefix),
-                        progress=query_progress)
+                        progress=query_progress, rerank=rerank)
 
 
 def evaluate_questions(
     kb: KnowledgeBase, path: Path, *, split: str | None = None, modes: Sequence[str] = MODES,
-    progress: QueryProgress | None = None,
+    progress: QueryProgress | None = None, rerank: bool = False,
 ) -> list[dict]:
     """Measure each mode on your own questions (JSON lines of question and expected source) against `kb`."""
     judged = resolve_expected(load_questions(path, split), kb.sources())
-    return evaluate(kb, judged, modes, progress=progress)
+    return evaluate(kb, judged, modes, progress=progress, rerank=rerank)
 
 
 def evaluate_corpus(
@@ -314,6 +320,7 @@ def evaluate_corpus(
     ingest_progress=None,
     query_progress: QueryProgress | None = None,
     notify: Callable[[str], None] = lambda message: None,
+    rerank: bool = False,
 ) -> list[dict]:
     """Ingest the folder `corpus` into a knowledge base of its own (schema eval_<folder name>,
     unchanged files skipped, removed ones pruned), then measure each mode on the questions in
@@ -333,4 +340,4 @@ def evaluate_corpus(
             raise PgaskError(f"{path} names {len(missing)} relevant documents that {corpus} does not hold, "
                              f"such as {missing[0]!r}: give paths relative to the corpus folder")
         return evaluate(kb, judged, modes, document_of=lambda source: os.path.relpath(source, root),
-                        progress=query_progress)
+                        progress=query_progress, rerank=rerank)
