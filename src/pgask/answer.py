@@ -227,6 +227,8 @@ def extractive_answer(
             group.add((n, i + 1))
         elif i > 0 and passage[i - 1].lead_in:  # what a lead-in announces, with the lead-in
             group.add((n, i - 1))
+        elif unit.code and chosen:  # unannounced code answers only when nothing closer does
+            continue
         chosen |= group
         if sum(1 for m, j in chosen if not (passages[m - 1][j].lead_in and (m, j + 1) in chosen)) >= max_sentences:
             break
@@ -238,7 +240,7 @@ def extractive_answer(
         # a lead-in is cited once, after what it announces
         parts.append(_quoted(unit, None if announces else n))
     text = " ".join(parts)
-    return re.sub(r"[ \t]*\n\n[ \t]*", "\n\n", text).strip()
+    return re.sub(r"[ \t]*\n\s*\n[ \t]*", "\n\n", text).strip()
 
 
 def compose(question: str, vector: np.ndarray, hits: Sequence[Hit], *,

@@ -1,10 +1,10 @@
 """Whether the passages found answer the question at all, before any answer is composed.
 
-Two signals, calibrated on bench/gpdb's dev questions (README, Honest "not in the documents"):
-the cosine similarity of the closest passage (a question about something else entirely finds
-nothing near it), and, where the passages were re-ranked, the cross-encoder's probability that
-the best of them answers the question (it reads question and passage together, so it notices a
-passage about the same words that does not answer). Lexical signals were measured too, the share
+Calibrated on bench/gpdb's dev questions (README, Honest "not in the documents"): where the
+passages were re-ranked, the cross-encoder's probability that the best of them answers the
+question (it reads question and passage together, so it notices a passage about the same words
+that does not answer); else the cosine similarity of the closest passage (a question about
+something else entirely finds nothing near it). Lexical signals were measured too, the share
 of the question's rare terms that the passages contain and whether vector and keyword search
 agree; they did not carry from the dev questions to the test ones, so they are not used.
 """
@@ -22,9 +22,14 @@ MIN_RELEVANCE = 0.04
 
 
 def answerable(question: str, hits: Sequence[Hit], *, threshold: float, min_relevance: float = MIN_RELEVANCE) -> bool:
-    """True when some passage is at least `threshold` similar to the question and, if the passages
-    were re-ranked, the re-ranker gives some passage at least `min_relevance`."""
-    if not any(h.similarity is not None and h.similarity >= threshold for h in hits):
-        return False
+    """True when the re-ranker gives some passage at least `min_relevance`; where the passages were
+    not re-ranked, when some passage is at least `threshold` similar to the question.
+
+    The re-ranker's word replaces the cosine's rather than adding to it: on bench/gpdb both
+    together refused exactly the questions the re-ranker alone refused, and the cosine alone
+    turns away answerable questions phrased unlike their passage ("how do I stop the embedded
+    server": cosine 0.24 to the passage about `pgask stop`, which the re-ranker scores 0.998)."""
     relevance = [h.relevance for h in hits if h.relevance is not None]
-    return not relevance or max(relevance) >= min_relevance
+    if relevance:
+        return max(relevance) >= min_relevance
+    return any(h.similarity is not None and h.similarity >= threshold for h in hits)
