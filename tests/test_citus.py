@@ -359,3 +359,38 @@ def test_sigkill_mid_ingest_then_rerun_equals_clean_ingest(citus_url, home, tmp_
         report = kb.ingest([corpus])
         assert report.failed == [] and report.unchanged == len(docs)
         assert crash.snapshot(kb) == expected
+
+
+def test_table_source_distributed_ingest_and_sync(citus_url, home):
+    """`ingest --table` of a distributed table on the cluster itself, then `sync` after changes."""
+    from . import test_tables as tables
+
+    table = tables.make_source(citus_url, "src", 30)
+    tables.execute(citus_url, f"SELECT create_distributed_table('{table}', 'id')")
+    with KnowledgeBase(citus_settings(home, citus_url)) as kb:
+        first = kb.ingest_table(table, id_column="id", text_columns=["body"], title_column="subject")
+        assert first.report.added == 30 and first.report.failed == []
+        tables.execute(citus_url,
+                       f"UPDATE {table} SET body = 'The projector bulb exploded with a bang during the board meeting.' "
+                       "WHERE id = 5",
+                       f"INSERT INTO {table} (id, subject, body, status) VALUES (61, 'Chair', 'The office chair wobbles.', 'open')",
+                       f"DELETE FROM {table} WHERE id = 7")
+        synced, = kb.sync()
+        assert synced.mode == "read"
+        assert (synced.report.added, synced.report.updated, synced.report.deleted) == (1, 1, 1)
+        assert kb.search("lamp blew up in a meeting", k=1)[0].table_row == f"{table} #5"
+        tables.assert_matches_table(kb, tables.TableSpec(table, "id", ("body",), "subject"))
+
+
+def test_watching_a_table_on_citus_is_refused_with_what_to_do_instead(citus_url, home):
+    """Citus has no statement triggers with transition tables, which --watch's queue is fed by."""
+    from pgask.errors import PgaskError
+
+    from . import test_tables as tables
+
+    table = tables.make_source(citus_url, "src", 12)
+    tables.execute(citus_url, f"SELECT create_distributed_table('{table}', 'id')")
+    with KnowledgeBase(citus_settings(home, citus_url)) as kb:
+        with pytest.raises(PgaskError, match=r"--watch needs statement triggers .* run `pgask sync` instead"):
+            kb.ingest_table(table, id_column="id", text_columns=["body"], watch=True)
+        assert kb.status()["table_sources"] == []  # nothing half set up
