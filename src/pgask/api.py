@@ -383,8 +383,7 @@ def sources_footer(answer: Answer) -> str:
     """The numbered sources as text, for chat front-ends that show only the message content."""
     if not answer.sources:
         return ""
-    lines = [f"[{n}] {hit.table_row or hit.source}" + (f" › {hit.heading}" if hit.heading else "")
-             for n, hit in enumerate(answer.sources, 1)]
+    lines = [f"[{n}] {hit.cited_as()}" for n, hit in enumerate(answer.sources, 1)]
     return "\n\nSources:\n" + "\n".join(lines)
 
 

@@ -627,7 +627,7 @@ def _print_sources(result, mode: str) -> None:
     if result.sources:
         out.print("\n[bold]Sources[/bold]")
         for n, hit in enumerate(result.sources, 1):
-            where = cited(hit) + (f" › {hit.heading}" if hit.heading else "")
+            where = hit.cited_as(shown_source(hit.source))
             out.print(f"  [{n}] {escape(where)} [dim]({ranking_score(hit, mode)})[/dim]")
 
 

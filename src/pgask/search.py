@@ -55,6 +55,13 @@ class Hit:
             return f"{self.metadata['table']} #{self.metadata['row_id']}"
         return None
 
+    def cited_as(self, source: str | None = None) -> str:
+        """How answers and source lists name the passage, the one rule for every front end:
+        "docs/guide.md › Install", "support.tickets #4211 › Printer" for a table row. `source`:
+        the document's name as the front end shows it (default: as stored)."""
+        name = self.table_row or source or self.source
+        return f"{name} › {self.heading}" if self.heading else name
+
     def as_dict(self) -> dict:
         return dict(asdict(self), table_row=self.table_row)
 
