@@ -93,3 +93,14 @@ def test_filter_by_number_and_source_prefix_in_every_mode(indexed):
 def test_filter_with_fewer_matches_than_k_returns_them_all(indexed):
     hits = indexed.search("astronomy", k=50, mode="vector", filter={"team": "red"})
     assert sorted(h.source for h in hits) == sorted(f"note:{i:03d}" for i in RED)
+
+
+def test_a_relative_source_prefix_is_read_from_the_current_folder_by_every_front_end(kb, corpus, monkeypatch):
+    """The UI hands its "Only sources starting with" field to the knowledge base as typed."""
+    kb.ingest([corpus])
+    monkeypatch.chdir(corpus.parent)
+    relative = corpus.name + "/guides/"
+    hits = kb.search("oiling a bike chain", k=5, source=relative)
+    assert hits and all(h.source.startswith(str(corpus / "guides") + "/") for h in hits)
+    answer = kb.ask("How do I oil a bicycle chain?", source=relative)
+    assert answer.sources and all("/guides/" in s.source for s in answer.sources)

@@ -322,14 +322,6 @@ def metadata_filter(pairs: List[str]) -> dict | None:
     return wanted or None
 
 
-def source_prefix(prefix: Optional[str]) -> Optional[str]:
-    """A relative path prefix as stored (absolute); prefixes of other sources (table:, beir:) as given."""
-    if not prefix or re.match(r"^[A-Za-z][\w+.-]*:", prefix):
-        return prefix or None
-    resolved = os.path.abspath(os.path.expanduser(prefix))
-    return resolved + "/" if prefix.endswith("/") and resolved != "/" else resolved
-
-
 def check_filters(pairs: List[str]) -> List[str]:
     """Bad --filter values are usage errors (exit 2), found while the command line is parsed."""
     metadata_filter(pairs)
@@ -616,7 +608,7 @@ def search(
     with knowledge_base() as kb:
         mode = mode or kb.settings.search_mode
         hits = kb.search(query, k=k, threshold=threshold, metric=metric, mode=mode,
-                         filter=metadata_filter(filters), source=source_prefix(source), rerank=rerank)
+                         filter=metadata_filter(filters), source=source, rerank=rerank)
     if as_json:
         emit_json({"query": query, "results": [h.as_dict() for h in hits]})
     else:
@@ -675,7 +667,7 @@ def ask(
         streamed = not as_json and kb.settings.llm_configured
         on_token = (lambda t: out.print(escape(t), end="")) if streamed else None
         result = kb.ask(question, k=k, threshold=threshold, on_token=on_token, mode=mode,
-                        filter=metadata_filter(filters), source=source_prefix(source))
+                        filter=metadata_filter(filters), source=source)
     if as_json:
         emit_json(result.as_dict())
     else:

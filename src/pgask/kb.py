@@ -489,7 +489,8 @@ class KnowledgeBase:
         if not query or not query.strip():
             raise PgaskError("the query is empty")
         return self._retrieve(query, embedding=embedding, k=k or self.settings.top_k, threshold=threshold,
-                              metric=metric, mode=mode, filter=filter, source=source, exact=exact, rerank=rerank)
+                              metric=metric, mode=mode, filter=filter, source=searching.source_prefix(source),
+                              exact=exact, rerank=rerank)
 
     def _retrieve(self, query: str, *, embedding=None, mode: str | None, calls: list[Call] | None = None,
                   rerank: bool = False, **options) -> list[Hit]:
@@ -538,7 +539,7 @@ class KnowledgeBase:
         searched = self.search_question(standalone, calls)
         vector = self._embed_query(searched, calls)
         hits = self._retrieve(searched, embedding=vector, k=k or self.settings.top_k, mode=mode, filter=filter,
-                              source=source, threshold=threshold, rerank=True)
+                              source=searching.source_prefix(source), threshold=threshold, rerank=True)
         if hits and not self.answerable(searched, hits, threshold=threshold):
             # the passages looked at are still shown: they are why the answer is "not in the documents"
             return answering.Answer(question, answering.NO_ANSWER, "none", hits, usage=sum_calls(calls),

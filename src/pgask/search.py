@@ -9,6 +9,8 @@ metadata contains a JSON object and whose source starts with a prefix.
 from __future__ import annotations
 
 import math
+import os
+import re
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -64,6 +66,15 @@ class Hit:
 
     def as_dict(self) -> dict:
         return dict(asdict(self), table_row=self.table_row)
+
+
+def source_prefix(prefix: str | None) -> str | None:
+    """A source prefix as stored: a relative path made absolute (from the current folder, as the
+    CLI and the UI take it), a prefix of other sources (table:, beir:) or an absolute one as given."""
+    if not prefix or re.match(r"^[A-Za-z][\w+.-]*:", prefix):
+        return prefix or None
+    resolved = os.path.abspath(os.path.expanduser(prefix))
+    return resolved + "/" if prefix.endswith("/") and resolved != "/" else resolved
 
 
 def check_metric(metric: str) -> str:
