@@ -93,6 +93,21 @@ def cli_env(home, schema) -> dict:
             "PGASK_LLM_BASE_URL": "", "PGASK_CONFIG": "/nonexistent/pgask.toml"}
 
 
+@pytest.fixture
+def run(cli_env):
+    """`pgask ARGS...` through the CLI runner, in the test's environment (plus `env`)."""
+    from typer.testing import CliRunner
+
+    from pgask.cli import app
+
+    runner = CliRunner()
+
+    def invoke(*args, env=None, input=None):
+        return runner.invoke(app, list(args), env={**cli_env, **(env or {})}, input=input)
+
+    return invoke
+
+
 def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")

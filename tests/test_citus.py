@@ -13,9 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import psycopg
@@ -27,7 +25,6 @@ from pgask.api import create_app
 from pgask.cli import app
 from pgask.config import Settings
 from pgask.kb import KnowledgeBase
-from pgask.search import search
 
 from . import test_concurrency as concurrency
 from . import test_crash_safety as crash
@@ -296,41 +293,8 @@ def test_serve_search_and_ask(loaded):
 
 
 def test_searches_during_an_ingest_see_each_document_whole(citus_url, home, tmp_path):
-    folder = tmp_path / "corpus"
     with KnowledgeBase(citus_settings(home, citus_url)) as kb:
-        for i in range(concurrency.STABLE):
-            concurrency.revision(folder, f"stable{i}", 0)
-        kb.ingest([folder])
-        done = threading.Event()
-        problems: list[str] = []
-        seen: dict[str, set[int]] = defaultdict(set)
-        searches = 0
-        question = kb.embedder.embed_query("how much water do tomatoes need")
-
-        def search_until_done() -> None:
-            nonlocal searches
-            try:
-                with kb.connection() as conn:
-                    while not done.is_set() and len(problems) < 5:
-                        concurrency.check(search(conn, kb.schema, "", question, mode="vector", k=100), problems, seen)
-                        searches += 1
-            except Exception as exc:  # noqa: BLE001 - a failed search is a finding too
-                problems.append(f"the search failed: {exc!r}")
-
-        searcher = threading.Thread(target=search_until_done, name="searcher")
-        searcher.start()
-        try:
-            for rev in range(1, concurrency.ROUNDS + 1):
-                for i in range(concurrency.STABLE):
-                    concurrency.revision(folder, f"stable{i}", rev)
-                concurrency.revision(folder, f"added{rev}", rev)
-                (folder / f"added{rev - 2}.md").unlink(missing_ok=True)
-                report = kb.ingest([folder], prune=True)
-                assert (report.updated, report.added, report.deleted, report.failed) == \
-                    (concurrency.STABLE, 1, int(rev > 2), [])
-        finally:
-            done.set()
-            searcher.join(timeout=120)
+        problems, seen, searches = concurrency.ingest_while_searching(kb, tmp_path / "corpus")
     assert problems == []
     assert searches >= concurrency.ROUNDS and len(seen["stable0"]) >= 2
 

@@ -4,21 +4,9 @@ import json
 import re
 
 import pytest
-from typer.testing import CliRunner
 
-from pgask.cli import app
 
 from .openai_server import sse_chat
-
-
-@pytest.fixture
-def run(cli_env):
-    runner = CliRunner()
-
-    def invoke(*args, env=None, input=None):
-        return runner.invoke(app, list(args), env={**cli_env, **(env or {})}, input=input)
-
-    return invoke
 
 
 @pytest.fixture

@@ -5,26 +5,14 @@ import json
 import re
 
 import pytest
-from typer.testing import CliRunner
 
 from pgask import __version__
-from pgask.cli import app
 from pgask.config import MAX_K
 
 from .conftest import write
 
 COMMANDS = ["init", "ingest", "sync", "search", "ask", "chat", "index", "status", "stop", "usage", "sql", "serve",
             "ui", "bench", "eval"]
-
-
-@pytest.fixture
-def run(cli_env):
-    runner = CliRunner()
-
-    def invoke(*args, env=None):
-        return runner.invoke(app, list(args), env={**cli_env, **(env or {})})
-
-    return invoke
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -59,8 +59,9 @@ def check(hits, problems: list[str], seen: dict[str, set[int]]) -> None:
         problems.append(f"documents that exist before, during and after every write are missing: {sorted(missing)}")
 
 
-def test_searches_during_an_ingest_see_each_document_whole_or_not_at_all(kb, tmp_path):
-    folder = tmp_path / "corpus"
+def ingest_while_searching(kb, folder) -> tuple[list[str], dict[str, set[int]], int]:
+    """ROUNDS ingests of changing revisions of `folder` while another thread searches without
+    pause: what the searches saw wrong, the revisions each document was seen at, how many ran."""
     for i in range(STABLE):
         revision(folder, f"stable{i}", 0)
     kb.ingest([folder])
@@ -93,6 +94,11 @@ def test_searches_during_an_ingest_see_each_document_whole_or_not_at_all(kb, tmp
     finally:
         done.set()
         searcher.join(timeout=120)
+    return problems, seen, searches
+
+
+def test_searches_during_an_ingest_see_each_document_whole_or_not_at_all(kb, tmp_path):
+    problems, seen, searches = ingest_while_searching(kb, tmp_path / "corpus")
     assert problems == []
     # the searches did overlap the writes: they saw documents change and come and go
     assert searches >= ROUNDS and len(seen["stable0"]) >= 3 and len([n for n in seen if n.startswith("added")]) >= 3

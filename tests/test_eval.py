@@ -4,9 +4,7 @@ import json
 import math
 
 import pytest
-from typer.testing import CliRunner
 
-from pgask.cli import app
 
 CORPUS = {
     "d1": ("Watering tomatoes", "Tomato plants need deep watering at the base every two or three days."),
@@ -26,16 +24,6 @@ def write_beir(folder, qrels: dict[str, list[tuple[str, str, int]]]):
         lines = ["query-id\tcorpus-id\tscore"] + [f"{q}\t{d}\t{r}" for q, d, r in rows]
         (folder / "qrels" / f"{split}.tsv").write_text("\n".join(lines) + "\n")
     return folder
-
-
-@pytest.fixture
-def run(cli_env):
-    runner = CliRunner()
-
-    def invoke(*args, env=None):
-        return runner.invoke(app, list(args), env={**cli_env, **(env or {})})
-
-    return invoke
 
 
 @pytest.fixture(scope="module")

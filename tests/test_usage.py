@@ -4,9 +4,7 @@ local HTTP servers that speak the OpenAI embeddings and chat protocols."""
 import json
 
 import pytest
-from typer.testing import CliRunner
 
-from pgask.cli import app
 from pgask.errors import PgaskError
 from pgask.kb import KnowledgeBase
 from pgask.usage import Prices
@@ -29,12 +27,6 @@ def prices(tmp_path):
     path = tmp_path / "prices.toml"
     path.write_text(PRICES)
     return path
-
-
-@pytest.fixture
-def run(cli_env):
-    runner = CliRunner()
-    return lambda *args, env=None: runner.invoke(app, list(args), env={**cli_env, **(env or {})})
 
 
 def test_the_packaged_prices_are_extended_by_the_users_file(prices):

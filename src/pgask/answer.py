@@ -11,6 +11,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
+from .answerability import answerable
 from .apierrors import api_errors
 from .errors import ModelAPIError
 from .ingest.chunking import sentences
@@ -216,7 +217,11 @@ def extractive_answer(
     if not candidates:
         return " ".join(f"{plain(h.content)[:300].strip()} [{n}]" for n, h in enumerate(hits[:1], 1))
     scores = embed([u.text for _, _, u in candidates]) @ np.asarray(question_vector, dtype=np.float32)
-    chosen: set[tuple[int, int]] = set()
+    chosen: set[tuple[int, int]] = set()  # (source number, position) of the units quoted
+
+    def announcing(n: int, i: int) -> bool:  # a lead-in quoted with what it announces: cited after that
+        return passages[n - 1][i].lead_in and (n, i + 1) in chosen
+
     for c in np.argsort(-scores):
         n, i, unit = candidates[c]
         passage = passages[n - 1]
@@ -230,27 +235,26 @@ def extractive_answer(
         elif unit.code and chosen:  # unannounced code answers only when nothing closer does
             continue
         chosen |= group
-        if sum(1 for m, j in chosen if not (passages[m - 1][j].lead_in and (m, j + 1) in chosen)) >= max_sentences:
+        if sum(not announcing(*pos) for pos in chosen) >= max_sentences:
             break
-    parts = []
-    ordered = sorted(chosen)  # source order: the answer reads as the documents do
-    for k, (n, i) in enumerate(ordered):
-        unit = passages[n - 1][i]
-        announces = unit.lead_in and k + 1 < len(ordered) and ordered[k + 1] == (n, i + 1)
-        # a lead-in is cited once, after what it announces
-        parts.append(_quoted(unit, None if announces else n))
-    text = " ".join(parts)
+    # source order: the answer reads as the documents do
+    text = " ".join(_quoted(passages[n - 1][i], None if announcing(n, i) else n) for n, i in sorted(chosen))
     return re.sub(r"[ \t]*\n\s*\n[ \t]*", "\n\n", text).strip()
 
 
 def compose(question: str, vector: np.ndarray, hits: Sequence[Hit], *,
             embed: Callable[[list[str]], np.ndarray], settings, model: ChatModel | None = None,
-            on_token: Callable[[str], None] | None = None) -> Answer:
+            on_token: Callable[[str], None] | None = None, threshold: float | None = None) -> Answer:
     """The answer from `hits`: written by the chat model when `settings` configure one (`model`, or
-    one made from `settings`), else extractive (`embed` gives the passages' sentences unit vectors)."""
+    one made from `settings`), else extractive (`embed` gives the passages' sentences unit vectors).
+    Mode none, with the passages looked at, when they do not answer (answerability.py; `threshold`:
+    the least cosine similarity that can, default the settings')."""
     hits = for_answer(hits)  # each passage once; no table-of-contents pages
     if not hits:
         return Answer(question, NO_ANSWER, "none")
+    if not answerable(hits, threshold=settings.threshold if threshold is None else threshold):
+        # the passages looked at are still shown: they are why the answer is "not in the documents"
+        return Answer(question, NO_ANSWER, "none", list(hits))
     if not settings.llm_configured:
         text = extractive_answer(vector, hits, embed)
         if on_token:  # a cited sentence at a time, as a written answer arrives; the pieces add up to text

@@ -21,7 +21,7 @@ from .search import Hit
 MIN_RELEVANCE = 0.04
 
 
-def answerable(question: str, hits: Sequence[Hit], *, threshold: float, min_relevance: float = MIN_RELEVANCE) -> bool:
+def answerable(hits: Sequence[Hit], *, threshold: float, min_relevance: float = MIN_RELEVANCE) -> bool:
     """True when the re-ranker gives some passage at least `min_relevance`; where the passages were
     not re-ranked, when some passage is at least `threshold` similar to the question.
 

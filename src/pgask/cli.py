@@ -65,7 +65,9 @@ def _plain_help(params) -> None:
             param.__class__ = _HelpArgument
 
 
-class _Command(TyperCommand):
+class _PlainHelp:
+    """For a command or group: its parameters, and its help option, print without type names."""
+
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         _plain_help(self.params)
@@ -76,15 +78,12 @@ class _Command(TyperCommand):
         return option
 
 
-class _Group(TyperGroup):
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        _plain_help(self.params)
+class _Command(_PlainHelp, TyperCommand):
+    pass
 
-    def get_help_option(self, ctx):
-        option = super().get_help_option(ctx)
-        _plain_help([option] if option is not None else [])
-        return option
+
+class _Group(_PlainHelp, TyperGroup):
+    pass
 
 
 class _Typer(typer.Typer):

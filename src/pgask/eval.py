@@ -246,7 +246,7 @@ def evaluate(
             # BEIR's convention: a document with the question's own id is not an answer to it
             ranked = [d for d in ranked_documents(hits, document_of, DEPTH) if d != qid]
             run[qid] = {doc: float(len(ranked) - rank) for rank, doc in enumerate(ranked)}
-            if not kb.answerable(text, hits[:kb.settings.top_k]):
+            if not kb.answerable(hits[:kb.settings.top_k]):
                 refused.add(qid)
             if progress:
                 progress.advance()
@@ -276,6 +276,13 @@ def modes_for(mode: str) -> list[str]:
     return [mode]
 
 
+def corpus_line(kb: KnowledgeBase, report) -> str:
+    """What ingesting an evaluation corpus did (an IngestReport), for the user."""
+    return (f"corpus in schema {kb.schema}: {report.added} added, {report.updated} updated, "
+            f"{report.unchanged} unchanged, {report.deleted} deleted, {report.chunks} chunks "
+            f"embedded in {report.seconds:.1f}s")
+
+
 def evaluate_beir(
     settings: Settings,
     folder: Path,
@@ -294,9 +301,7 @@ def evaluate_beir(
     with KnowledgeBase(beir_settings(settings, judged.name)) as kb:
         report = kb.ingest_documents(beir_documents(folder, judged.name), prune_scope=[prefix.rstrip("/")],
                                      progress=ingest_progress, notify=notify)
-        notify(f"corpus in schema {kb.schema}: {report.added} added, {report.updated} updated, "
-               f"{report.unchanged} unchanged, {report.deleted} deleted, {report.chunks} chunks "
-               f"embedded in {report.seconds:.1f}s")
+        notify(corpus_line(kb, report))
         return evaluate(kb, judged, modes, document_of=lambda source: source.removeprefix(prefix),
                         progress=query_progress, rerank=rerank)
 
@@ -331,9 +336,7 @@ def evaluate_corpus(
     root = corpus.resolve()
     with KnowledgeBase(settings.with_overrides(schema=beir_schema(root.name))) as kb:
         report = kb.ingest([root], prune=True, progress=ingest_progress, notify=notify)
-        notify(f"corpus in schema {kb.schema}: {report.added} added, {report.updated} updated, "
-               f"{report.unchanged} unchanged, {report.deleted} deleted, {report.chunks} chunks "
-               f"embedded in {report.seconds:.1f}s")
+        notify(corpus_line(kb, report))
         stored = {os.path.relpath(s, root) for s in kb.sources()}
         missing = sorted({d for docs in judged.qrels.values() for d in docs} - stored)
         if missing:

@@ -14,8 +14,7 @@ from __future__ import annotations
 import json
 
 from . import rerank as reranking
-from .answer import NO_ANSWER, Answer, compose
-from .answerability import answerable
+from .answer import compose
 from .config import load_settings
 from .embed import Embedder, configured_embedder
 from .errors import PgaskError
@@ -88,10 +87,7 @@ def ask(plpy, GD: dict, schema: str, question: str) -> list[tuple[str, str, str]
         hits = [Hit(r["document_id"], r["chunk_id"], r["source"], r["title"], r["heading"], r["content"],
                     r["similarity"], r["score"], metadata=json.loads(r["metadata"])) for r in rows]
         hits = reranking.best(settings, question, hits, settings.top_k)
-        if hits and not answerable(question, hits, threshold=settings.threshold):
-            result = Answer(question, NO_ANSWER, "none", hits)
-        else:
-            result = compose(question, vector, hits, embed=embedder.embed_documents, settings=settings)
+        result = compose(question, vector, hits, embed=embedder.embed_documents, settings=settings)
     except PgaskError as exc:
         plpy.error(str(exc))
     return [(result.answer, result.mode, json.dumps(result.as_dict()["sources"]))]

@@ -492,14 +492,13 @@ class KnowledgeBase:
                               metric=metric, mode=mode, filter=filter, source=searching.source_prefix(source),
                               exact=exact, rerank=rerank)
 
-    def _retrieve(self, query: str, *, embedding=None, mode: str | None, calls: list[Call] | None = None,
-                  rerank: bool = False, **options) -> list[Hit]:
+    def _retrieve(self, query: str, *, k: int, embedding=None, mode: str | None, calls: list[Call] | None = None,
+                  threshold: float | None = None, rerank: bool = False, **options) -> list[Hit]:
+        """`k` hits; with `rerank`, the re-ranker's pick of a deeper list (search shows what the SQL
+        functions return, answers read the re-ranked passages). `threshold` applies to what is kept."""
         mode = searching.check_mode(mode or self.settings.search_mode)
         if embedding is None:
             embedding = self._embed_query(query, [] if calls is None else calls)
-        # search shows what the SQL functions return; answers read the re-ranked passages
-        k = options.pop("k")
-        threshold = options.pop("threshold", None)
         with self.connection() as conn:
             # the settings win; else search reads what `pgask index` recorded, in the same round trip
             hits = searching.search(conn, self.schema, query, embedding, mode=mode,
@@ -540,24 +539,19 @@ class KnowledgeBase:
         vector = self._embed_query(searched, calls)
         hits = self._retrieve(searched, embedding=vector, k=k or self.settings.top_k, mode=mode, filter=filter,
                               source=searching.source_prefix(source), threshold=threshold, rerank=True)
-        if hits and not self.answerable(searched, hits, threshold=threshold):
-            # the passages looked at are still shown: they are why the answer is "not in the documents"
-            return answering.Answer(question, answering.NO_ANSWER, "none", hits, usage=sum_calls(calls),
-                                    standalone_question=standalone)
         result = answering.compose(standalone, vector, hits, embed=lambda texts: self._embed_texts(texts, calls),
                                    settings=self.settings,
                                    model=self.chat_model if self.settings.llm_configured else None,
-                                   on_token=on_token)
+                                   on_token=on_token, threshold=threshold)
         if result.usage:  # the chat model wrote it, or read the sources and found no answer
             calls.append(self._record_chat(result.usage))
         result.usage = dict(result.usage or {}, **sum_calls(calls))
         return replace(result, question=question, standalone_question=standalone)
 
-    def answerable(self, question: str, hits: Sequence[Hit], *, threshold: float | None = None) -> bool:
-        """Whether `hits` (what a search for `question` found) answer it, or pgask should say the
+    def answerable(self, hits: Sequence[Hit], *, threshold: float | None = None) -> bool:
+        """Whether `hits` (what a search for a question found) answer it, or pgask should say the
         documents do not; `threshold`: the least cosine similarity that can (default PGASK_THRESHOLD)."""
-        return answerability.answerable(question, hits,
-                                        threshold=self.settings.threshold if threshold is None else threshold)
+        return answerability.answerable(hits, threshold=self.settings.threshold if threshold is None else threshold)
 
     def search_question(self, question: str, calls: list[Call] | None = None) -> str:
         """What to search for: `question`, or with a chat model configured, its translation into the

