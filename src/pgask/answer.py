@@ -12,7 +12,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from .answerability import answerable
-from .apierrors import api_errors
+from .model_errors import api_errors
 from .errors import ModelAPIError
 from .ingest.chunking import sentences
 from .passages import for_answer

@@ -1040,7 +1040,7 @@ def ui(
     as_json: bool = JsonOption,
 ):
     """Serve the chat UI (Streamlit): streamed answers, their sources, follow-up questions."""
-    from .api import is_loopback
+    from .network import is_loopback
 
     script = Path(__file__).with_name("ui") / "app.py"
     url = f"http://{host}:{port}"

@@ -18,7 +18,7 @@ from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from ..apierrors import api_errors
+from ..model_errors import api_errors
 from ..errors import PgaskError
 from ..usage import Call
 from .counting import tokenizer_for
