@@ -169,7 +169,7 @@ CATALOGS = {
 def test_status_reads_nodes_and_distribution_from_the_engine_catalogs(kb, engine):
     from psycopg import sql
 
-    from pgask.cli import _distribution_rows
+    from pgask.cli.admin import distribution_rows
     from pgask.db.cluster import describe
 
     kb.init()
@@ -187,13 +187,13 @@ def test_status_reads_nodes_and_distribution_from_the_engine_catalogs(kb, engine
             "chunks": {"type": "distributed", "column": "document_id", "colocation_id": 2, "shards": 32},
             "documents": {"type": "distributed", "column": "id", "colocation_id": 2, "shards": 32},
             "settings": {"type": "reference", "column": None, "colocation_id": 1, "shards": 1}}}
-        assert _distribution_rows(info) == [("workers", "2"), ("tables",
+        assert distribution_rows(info) == [("workers", "2"), ("tables",
             "chunks: distributed by document_id, colocation 2, 32 shards; "
             "documents: distributed by id, colocation 2, 32 shards; settings: reference")]
     else:
         assert info == {"segments": 2, "distribution": {
             "chunks": "DISTRIBUTED BY (document_id)", "settings": "DISTRIBUTED REPLICATED"}}
-        assert _distribution_rows(info) == [("segments", "2"), ("tables",
+        assert distribution_rows(info) == [("segments", "2"), ("tables",
             "chunks: DISTRIBUTED BY (document_id); settings: DISTRIBUTED REPLICATED")]
     with kb.connection() as conn:
         assert describe(conn, kb.schema, "postgres") == {}
