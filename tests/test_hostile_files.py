@@ -8,6 +8,7 @@ import pytest
 
 from pgask.ingest.loaders import Document, LoadError, read_file
 from pgask.ingest.pipeline import content_hash
+from pgask.ingest.session import pipeline
 
 from .conftest import write
 
@@ -86,8 +87,8 @@ def test_file_that_changes_while_being_read_is_stored_as_read(kb, tmp_path):
     def change_it(todo):  # runs after hashing, before loading: the file changes in between
         path.write_text("# Moving\n\nThe second version talks about harbours and ships.\n")
 
-    job = kb._ingest_job(None, lambda message: None)
-    job.on_plan = change_it
+    kb.init()
+    job = pipeline(kb, on_plan=change_it)
     report = job.run([tmp_path])
     assert report.added == 1
     with kb.connection() as conn:

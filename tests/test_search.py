@@ -1,7 +1,7 @@
 import pytest
 
 from pgask.errors import PgaskError
-from pgask.search import ivfflat_lists
+from pgask.indexes import ivfflat_lists
 
 
 @pytest.fixture
@@ -70,7 +70,7 @@ def test_rebuilding_index_replaces_the_one_for_that_metric(loaded):
 
 
 def test_bulk_ingest_rebuilds_a_dropped_index(loaded, tmp_path):
-    from pgask.kb import BULK_REBUILD_DOCUMENTS
+    from pgask.indexes import BULK_REBUILD_DOCUMENTS
 
     loaded.create_index(kind="hnsw")
     folder = tmp_path / "bulk"
@@ -145,7 +145,7 @@ def test_a_search_runs_with_the_parameters_in_force(loaded):
 
 
 def test_build_memory_is_sized_to_the_index():
-    from pgask.search import MAX_BUILD_MEMORY_MB, build_memory_mb
+    from pgask.indexes import MAX_BUILD_MEMORY_MB, build_memory_mb
 
     assert build_memory_mb("hnsw", 1000, 384, 16) == 64  # the floor
     one_million = build_memory_mb("hnsw", 1_000_000, 384, 16)

@@ -1,4 +1,4 @@
-"""Retrieval: the chunks that best answer a question, and the ANN indexes that make it fast.
+"""Retrieval: the chunks that best answer a question (the ANN indexes are in indexes.py).
 
 Three modes, each one SQL function in the database (db/sql/search.sql), so that SQL users get
 what pgask shows: `vector` (nearest embeddings), `keyword` (BM25 over the chunks' tsvector) and
@@ -8,10 +8,8 @@ metadata contains a JSON object and whose source starts with a prefix.
 
 from __future__ import annotations
 
-import math
 import os
 import re
-import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -19,7 +17,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from .db.schema import INDEX_MAX_DIMS, render
+from .db.schema import render
 from .errors import PgaskError
 
 # metric -> pgvector operator; the operator class is {column type}_{metric}_ops (vector_cosine_ops, halfvec_l2_ops ...)
@@ -29,7 +27,6 @@ METRICS = {
     "ip": "<#>",
 }
 MODES = ("vector", "keyword", "hybrid")
-INDEX_TYPES = ("hnsw", "ivfflat")
 # Hybrid search fuses the top HYBRID_CANDIDATES (or k, if more) of each ranking: the window
 # Elasticsearch's reciprocal rank fusion uses by default.
 HYBRID_CANDIDATES = 100
@@ -150,143 +147,3 @@ def search(
     if threshold is not None:
         hits = [h for h in hits if h.similarity >= threshold]
     return hits
-
-
-# --- ANN indexes -----------------------------------------------------------------------------
-
-
-def embedding_column(conn: psycopg.Connection, schema: str) -> tuple[str, int]:
-    """The chunk vectors' column type (vector or halfvec) and dimension, from the catalog."""
-    row = conn.execute(
-        "SELECT t.typname, a.atttypmod FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid "
-        "WHERE a.attrelid = to_regclass(%s) AND a.attname = 'embedding'",
-        (f"{sql.Identifier(schema).as_string(conn)}.chunks",),
-    ).fetchone()
-    return row[0], row[1]
-
-
-def shard_count(conn: psycopg.Connection, schema: str) -> int:
-    """How many shards hold the chunks: Citus's shard count, else 1."""
-    if not conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'citus'").fetchone():
-        return 1
-    row = conn.execute("SELECT shard_count FROM citus_tables WHERE table_name = to_regclass(%s)",
-                       (f"{sql.Identifier(schema).as_string(conn)}.chunks",)).fetchone()
-    return max(1, row[0]) if row and row[0] else 1
-
-
-def ivfflat_lists(rows: int) -> int:
-    """pgvector's guidance: rows/1000 up to 1M rows, sqrt(rows) beyond."""
-    return max(1, rows // 1000) if rows <= 1_000_000 else int(math.sqrt(rows))
-
-
-def index_name(kind: str, metric: str) -> str:
-    return f"chunks_embedding_{kind}_{metric}_idx"
-
-
-def ann_indexes(conn: psycopg.Connection, schema: str) -> list[dict]:
-    """ANN indexes on the chunk vectors: name, type and metric."""
-    rows = conn.execute(
-        """SELECT i.relname, am.amname, pg_get_indexdef(i.oid)
-           FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_am am ON am.oid = i.relam
-           WHERE x.indrelid = to_regclass(%s) AND am.amname IN ('hnsw', 'ivfflat')""",
-        (f"{sql.Identifier(schema).as_string(conn)}.chunks",),
-    ).fetchall()
-    found = []
-    for name, kind, definition in rows:
-        # pg_get_indexdef leaves out the default opclass, which is vector_l2_ops for hnsw and ivfflat
-        metric = next((m for m in METRICS if f"_{m}_ops" in definition), "l2")
-        found.append({"name": name, "type": kind, "metric": metric})
-    return found
-
-
-def drop_ann_indexes(conn: psycopg.Connection, schema: str, metric: str | None = None) -> list[dict]:
-    dropped = [i for i in ann_indexes(conn, schema) if metric is None or i["metric"] == metric]
-    for index in dropped:
-        conn.execute(sql.SQL("DROP INDEX IF EXISTS {}.{}").format(sql.Identifier(schema), sql.Identifier(index["name"])))
-    conn.commit()
-    return dropped
-
-
-MAX_BUILD_MEMORY_MB = 4096  # unless PGASK_INDEX_MEMORY_MB says otherwise
-
-
-def build_memory_mb(kind: str, rows: int, dim: int, m: int) -> int:
-    """maintenance_work_mem (MB) that holds the whole index while it is built.
-
-    An HNSW graph that outgrows it is finished on disk, many times slower; per element pgvector
-    keeps the vector and up to 2m neighbour links on layer 0 (plus a few on upper layers).
-    """
-    per_row = dim * 4 + (2 * m + m // 2) * 8 + 96 if kind == "hnsw" else dim * 4 + 64
-    # a parallel build allocates all of it as shared memory up front, so it is not set higher than needed
-    return min(MAX_BUILD_MEMORY_MB, max(64, int(rows * per_row * 1.25 / 2**20) + 1))
-
-
-def create_index(
-    conn: psycopg.Connection,
-    schema: str,
-    *,
-    kind: str = "hnsw",
-    metric: str = "cosine",
-    lists: int | None = None,
-    m: int = 16,
-    ef_construction: int = 64,
-    memory_mb: int | None = None,
-    workers: int | None = None,
-) -> dict:
-    """(Re)build the ANN index for one metric, then ANALYZE. Replaces any index on that metric.
-
-    The build gets `memory_mb` of maintenance_work_mem (default: enough for the whole index)
-    and `workers` parallel maintenance workers (default: the server's setting).
-    """
-    if kind not in INDEX_TYPES:
-        raise PgaskError(f"unknown index type {kind!r}: use hnsw or ivfflat")
-    check_metric(metric)
-    rows = conn.execute(sql.SQL("SELECT count(*) FROM {}.chunks").format(sql.Identifier(schema))).fetchone()[0]
-    if rows == 0:
-        raise PgaskError("the knowledge base has no chunks yet: run `pgask ingest PATH` before building an index")
-    vector_type, dim = embedding_column(conn, schema)
-    if dim > INDEX_MAX_DIMS[vector_type]:
-        remedy = (
-            "pgvector 0.7+ stores up to 4,000 as halfvec, which can be indexed: upgrade pgvector, then "
-            "`pgask init --reset` and ingest again"
-            if vector_type == "vector" and dim <= INDEX_MAX_DIMS["halfvec"]
-            else "ask the model for fewer with PGASK_EMBED_DIMENSIONS (text-embedding-3 models), then "
-            "`pgask init --reset` and ingest again"
-        )
-        raise PgaskError(f"pgvector indexes {vector_type} columns of at most {INDEX_MAX_DIMS[vector_type]} "
-                         f"dimensions and these vectors have {dim}; searches stay exact. To index them, {remedy}")
-    opclass = f"{vector_type}_{metric}_ops"
-    s = sql.Identifier(schema)
-    # Citus builds each shard's index on its own, several at once per worker: lists and memory are
-    # sized for one shard's rows
-    shard_rows = -(-rows // shard_count(conn, schema))
-    drop_ann_indexes(conn, schema, metric)
-    name = index_name(kind, metric)
-    params: dict = {"index": sql.Identifier(name), "opclass": sql.SQL(opclass)}
-    if kind == "ivfflat":
-        lists = lists or ivfflat_lists(shard_rows)
-        params["lists"] = lists
-        statement = render("index_ivfflat.sql", schema, **params)
-    else:
-        params.update(m=m, ef_construction=ef_construction)
-        statement = render("index_hnsw.sql", schema, **params)
-    memory_mb = memory_mb or build_memory_mb(kind, shard_rows, dim, m)
-    started = time.perf_counter()
-    with conn.transaction():
-        # on Citus, SET LOCAL then reaches the workers that build the shards' indexes
-        conn.execute("SELECT set_config('citus.propagate_set_commands', 'local', true) "
-                     "WHERE current_setting('citus.propagate_set_commands', true) IS NOT NULL")
-        conn.execute(sql.SQL("SET LOCAL maintenance_work_mem = {}").format(sql.Literal(f"{memory_mb}MB")))
-        if workers is not None:
-            conn.execute(sql.SQL("SET LOCAL max_parallel_maintenance_workers = {}").format(sql.Literal(workers)))
-        conn.execute(statement)
-    build_seconds = time.perf_counter() - started
-    conn.execute(sql.SQL("ANALYZE {}.chunks").format(s))
-    conn.commit()
-    info = {"name": name, "type": kind, "metric": metric, "rows": rows, "build_seconds": round(build_seconds, 3),
-            "memory_mb": memory_mb, "workers": workers}
-    if kind == "ivfflat":
-        info["lists"] = lists
-    else:
-        info.update(m=m, ef_construction=ef_construction)
-    return info

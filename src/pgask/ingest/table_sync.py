@@ -24,6 +24,7 @@ from ..db.schema import render
 from ..errors import PgaskError
 from .loaders import Document
 from .pipeline import IngestReport
+from .session import IngestSession
 from .tables import SOURCE_PREFIX, RowReader, Table, TableSpec, find_table, read_documents, row_reader
 
 TRIGGER_EVENTS = ("insert", "update", "delete", "truncate")
@@ -167,7 +168,6 @@ def pending_changes(conn: psycopg.Connection, queue_schema: str, table: Table) -
 # --- ingest and sync ---------------------------------------------------------------------------
 
 
-IngestDocuments = Callable[..., IngestReport]  # (documents, prune_scope=()) -> report: KnowledgeBase.ingest_documents
 
 
 @dataclass
@@ -177,7 +177,7 @@ class TableSync:
     schema: str  # the knowledge base's schema; also the schema of the change queue
     url: str  # the knowledge base's database
     kb_connection: Callable  # () -> context manager yielding a connection to the knowledge base
-    ingest: IngestDocuments
+    session: IngestSession | None = None  # the open ingest session rows are added through (ingest and sync)
     source_urls: Sequence[str] = ()  # full URLs offered for sources in other databases (--source-url, env)
     notify: Callable[[str], None] = lambda message: None
     batch_rows: int = 1000  # queued changes re-read at once
@@ -233,6 +233,11 @@ class TableSync:
 
     # --- ingest ----------------------------------------------------------------------------------
 
+    def _ingest(self, documents: Iterable[Document], prune_scope: Sequence[str] = ()) -> IngestReport:
+        if self.session is None:
+            raise RuntimeError("TableSync needs an open IngestSession to ingest rows")
+        return self.session.add_documents(documents, prune_scope=prune_scope)
+
     def ingest_table(self, spec: TableSpec, *, source_url: str | None = None, prune: bool = False,
                      watch: bool = False) -> TableReport:
         """Read the whole table into documents (embedding new and changed rows only) and remember it.
@@ -250,7 +255,7 @@ class TableSync:
             if watch or was_watched:  # (re)installed: the id column may have changed
                 install_watch(conn, self.schema, reader)
             try:
-                report = self.ingest(read_documents(conn, reader), prune_scope=[table.prefix] if prune else ())
+                report = self._ingest(read_documents(conn, reader), prune_scope=[table.prefix] if prune else ())
             except BaseException:
                 if watch and not was_watched:  # leave the table as it was
                     with self._source(source_url) as cleanup:
@@ -274,6 +279,11 @@ class TableSync:
     # --- sync --------------------------------------------------------------------------------------
 
     def sync(self, names: Sequence[str] = (), *, full: bool = False) -> list[TableReport]:
+        """Bring table sources (all, or those `names`) up to date with their tables.
+
+        A watched table has only its queued rows re-read (all of it with `full`); any other is read
+        whole, embedding only changed rows and deleting the documents of rows that are gone.
+        """
         return [self._sync(source, full=full) for source in self.named(names)]
 
     def _sync(self, source: TableSource, *, full: bool) -> TableReport:
@@ -288,7 +298,7 @@ class TableSync:
                 result = self._drain(url, conn, reader, full=full)
             else:
                 result = TableReport(source.name, "read",
-                                     self.ingest(read_documents(conn, reader), prune_scope=[reader.table.prefix]))
+                                     self._ingest(read_documents(conn, reader), prune_scope=[reader.table.prefix]))
         result.watching = watched
         source.watching, source.last_report = watched, result.as_dict()
         self._save(source)
@@ -319,7 +329,7 @@ class TableSync:
                         break
                     if full or any(row_id is None for _, row_id in entries):
                         result.mode = "read"
-                        read = self.ingest(read_documents(conn, reader, snapshot=snapshot), prune_scope=[table.prefix])
+                        read = self._ingest(read_documents(conn, reader, snapshot=snapshot), prune_scope=[table.prefix])
                         result.report.add(read)
                         if not read.remaining:  # a spent budget keeps the entries, so the next sync reads again
                             # repeatable read: deletes exactly the entries the snapshot saw, which the read covered
@@ -346,7 +356,7 @@ class TableSync:
                 found.add(doc.source)
                 yield doc
 
-        report = self.ingest(seen(read_documents(conn, reader, ids=ids, snapshot=snapshot)))
+        report = self._ingest(seen(read_documents(conn, reader, ids=ids, snapshot=snapshot)))
         gone = [source for source in map(reader.source, ids) if source not in found]
         with self.kb_connection() as kb:
             report.deleted += store.delete_documents(kb, self.schema, gone)

@@ -7,10 +7,14 @@ import re
 import tempfile
 import unicodedata
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, Callable
 
 from ..errors import PgaskError
 from .loaders import SUPPORTED, supported
+from .pipeline import source_of
+
+if TYPE_CHECKING:
+    from .pipeline import IngestReport
 
 MAX_NAME_CHARS = 120
 
@@ -59,3 +63,26 @@ def save(folder: Path, filename: str, stream: BinaryIO, *, max_bytes: int) -> Pa
     finally:
         Path(partial).unlink(missing_ok=True)
     return target
+
+
+def ingest_upload(folder: Path, filename: str, stream: BinaryIO, *, max_bytes: int,
+                  ingest: Callable[[list[Path]], "IngestReport"], stored: Callable[[str], dict]) -> dict:
+    """Save a file sent by a client under `folder` (its name made safe) and ingest it.
+
+    A second upload of the same name replaces the first. Returns the stored document (`stored`
+    reads it by source) and whether it was "added", "updated" or "unchanged".
+    """
+    path = save(folder, filename, stream, max_bytes=max_bytes)
+    report = ingest([path])
+    if report.failed:
+        path.unlink(missing_ok=True)
+        raise PgaskError(report.failed[0]["error"])
+    status = "added" if report.added else "updated" if report.updated else "unchanged"
+    return {"status": status, **stored(source_of(path))}
+
+
+def forget(folder: Path, source: str) -> None:
+    """A deleted document's file, when it was uploaded (saved in `folder`), is deleted too."""
+    path = Path(source)
+    if path.parent == folder:
+        path.unlink(missing_ok=True)
