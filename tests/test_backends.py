@@ -140,7 +140,7 @@ def test_knowledge_base_built_with_torch_is_searched_with_onnx_int8(settings, co
         built.ingest([corpus])
         before = {q: built.search(q, k=3) for q in questions}
     with KnowledgeBase(settings, embed_backend="onnx-int8") as other:
-        assert other.status()["embed_backend"]["backend"] == "onnx-int8"
+        assert other.status().embed_backend["backend"] == "onnx-int8"
         after = {q: other.search(q, k=3) for q in questions}
         for q in questions:
             assert after[q][0].chunk_id == before[q][0].chunk_id

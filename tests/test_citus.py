@@ -357,4 +357,4 @@ def test_watching_a_table_on_citus_is_refused_with_what_to_do_instead(citus_url,
     with KnowledgeBase(citus_settings(home, citus_url)) as kb:
         with pytest.raises(PgaskError, match=r"--watch needs statement triggers .* run `pgask sync` instead"):
             kb.ingest_table(table, id_column="id", text_columns=["body"], watch=True)
-        assert kb.status()["table_sources"] == []  # nothing half set up
+        assert kb.status().table_sources == []  # nothing half set up

@@ -183,7 +183,7 @@ def test_status_reads_nodes_and_distribution_from_the_engine_catalogs(kb, engine
         info = describe(conn, kb.schema, engine)
         conn.rollback()
     if engine == "citus":
-        assert info == {"workers": 2, "distribution": {
+        assert info.as_dict() == {"workers": 2, "distribution": {
             "chunks": {"type": "distributed", "column": "document_id", "colocation_id": 2, "shards": 32},
             "documents": {"type": "distributed", "column": "id", "colocation_id": 2, "shards": 32},
             "settings": {"type": "reference", "column": None, "colocation_id": 1, "shards": 1}}}
@@ -191,9 +191,9 @@ def test_status_reads_nodes_and_distribution_from_the_engine_catalogs(kb, engine
             "chunks: distributed by document_id, colocation 2, 32 shards; "
             "documents: distributed by id, colocation 2, 32 shards; settings: reference")]
     else:
-        assert info == {"segments": 2, "distribution": {
+        assert info.as_dict() == {"segments": 2, "distribution": {
             "chunks": "DISTRIBUTED BY (document_id)", "settings": "DISTRIBUTED REPLICATED"}}
         assert distribution_rows(info) == [("segments", "2"), ("tables",
             "chunks: DISTRIBUTED BY (document_id); settings: DISTRIBUTED REPLICATED")]
     with kb.connection() as conn:
-        assert describe(conn, kb.schema, "postgres") == {}
+        assert describe(conn, kb.schema, "postgres") is None

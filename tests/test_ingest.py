@@ -9,7 +9,7 @@ from .conftest import write
 
 def counts(kb):
     status = kb.status()
-    return status["documents"], status["chunks"]
+    return status.documents, status.chunks
 
 
 def test_ingest_stores_every_format_then_skips_unchanged(kb, corpus):

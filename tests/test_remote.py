@@ -84,7 +84,7 @@ def test_a_1536_dimension_model_creates_a_1536_dimension_table_of_unit_vectors(s
         assert all(abs(low - 1) < 1e-5 and abs(high - 1) < 1e-5 for *_, low, high in rows)  # server sent 2.5
         # the served vectors keep the real model's geometry, so search still finds the right passage
         assert kb.search("oiling a bicycle chain", k=1)[0].source.endswith("bicycle.html")
-        assert kb.status()["dim"] == 1536
+        assert kb.status().dim == 1536
     assert all(r["authorization"] == f"Bearer {KEY}" for r in api.requests)
     assert all("dimensions" not in r["body"] for r in api.requests)
 
@@ -145,7 +145,7 @@ def test_a_wrong_dimension_is_refused_after_the_first_request_with_nothing_store
     with remote_kb(settings, api, embed_batch_size=2) as kb:
         with pytest.raises(PgaskError, match="768-dimensional vectors .* 1536 were expected; nothing was stored"):
             kb.ingest([corpus])
-        assert kb.status()["documents"] == 0
+        assert kb.status().documents == 0
         assert len(ledger(kb)) == 1  # the one request answered is on the ledger
     assert len(api.requests) == 1
 
@@ -177,7 +177,7 @@ def test_vectors_above_2000_dimensions_are_halfvec_and_indexable(settings, serve
         kb.ingest([corpus])
         assert column_type(kb) == "halfvec(3072)"
         info = kb.create_index(kind="hnsw")
-        assert kb.status()["indexes"] == [{"name": info["name"], "type": "hnsw", "metric": "cosine"}]
+        assert kb.status().indexes == [{"name": info.name, "type": "hnsw", "metric": "cosine"}]
         assert kb.search("oiling a bicycle chain", k=1)[0].source.endswith("bicycle.html")
         query = kb.embedder.embed_query("oiling a bicycle chain")
         with kb.connection() as conn, conn.transaction():
@@ -185,7 +185,7 @@ def test_vectors_above_2000_dimensions_are_halfvec_and_indexable(settings, serve
             plan = "\n".join(r[0] for r in conn.execute(
                 f"EXPLAIN SELECT id FROM {kb.schema}.chunks ORDER BY embedding <=> %s LIMIT 3", (query,)))
             matched = conn.execute(f"SELECT source FROM {kb.schema}.match_documents(%s, 0.2, 1)", (query,)).fetchall()
-        assert info["name"] in plan
+        assert info.name in plan
         assert matched[0][0].endswith("bicycle.html")
 
 
@@ -251,7 +251,7 @@ def test_keys_are_used_but_never_shown_or_stored(cli_env, serve, corpus, tmp_pat
 
 def test_openai_without_a_key_is_one_clear_error(settings, corpus):
     with KnowledgeBase(settings, embed_model="openai:text-embedding-3-small") as kb:
-        assert kb.status()["embedding"]["api_key"] is None
+        assert kb.status().embedding["api_key"] is None
         with pytest.raises(PgaskError, match="OPENAI_API_KEY is not set: export it"):
             kb.ingest([corpus])
 
@@ -261,7 +261,7 @@ def test_ollama_needs_no_key_and_status_says_so(settings, serve, corpus):
     with KnowledgeBase(settings, embed_model="ollama:nomic-embed-text", embed_base_url=api.url) as kb:
         kb.ingest([corpus])
         assert column_type(kb) == "vector(768)"
-        embedding = kb.status()["embedding"]
+        embedding = kb.status().embedding
     assert (embedding["provider"], embedding["model"], embedding["api_key"]) == ("ollama", "nomic-embed-text", None)
     assert embedding["tokenizer"] == "bert-base-uncased"
     assert {r["body"]["model"] for r in api.requests} == {"nomic-embed-text"}

@@ -52,20 +52,20 @@ def test_search_before_ingest_says_what_to_do(kb):
 @pytest.mark.parametrize("kind,metric,operator", [("hnsw", "cosine", "<=>"), ("ivfflat", "l2", "<->"), ("hnsw", "ip", "<#>")])
 def test_index_is_used_by_the_search_query(loaded, kind, metric, operator):
     info = loaded.create_index(kind=kind, metric=metric)
-    assert info["type"] == kind and info["metric"] == metric
+    assert info.type == kind and info.metric == metric
     vector = loaded.embedder.embed_query("chain")
     with loaded.connection() as conn:
         conn.execute("SET enable_seqscan = off")  # a tiny table: make the planner show it can use the index
         plan = "\n".join(r[0] for r in conn.execute(
             f"EXPLAIN SELECT id FROM {loaded.schema}.chunks ORDER BY embedding {operator} %s LIMIT 5", (vector,)))
-    assert info["name"] in plan
+    assert info.name in plan
     assert loaded.search("oil a bike chain", k=1, metric=metric)[0].source.endswith("bicycle.html")
 
 
 def test_rebuilding_index_replaces_the_one_for_that_metric(loaded):
     loaded.create_index(kind="hnsw")
     loaded.create_index(kind="ivfflat", lists=2)
-    indexes = loaded.status()["indexes"]
+    indexes = loaded.status().indexes
     assert [(i["type"], i["metric"]) for i in indexes] == [("ivfflat", "cosine")]
 
 
@@ -80,7 +80,7 @@ def test_bulk_ingest_rebuilds_a_dropped_index(loaded, tmp_path):
     notes = []
     loaded.ingest([folder], notify=notes.append)
     assert any("dropping" in n for n in notes)
-    assert [(i["type"], i["metric"]) for i in loaded.status()["indexes"]] == [("hnsw", "cosine")]
+    assert [(i["type"], i["metric"]) for i in loaded.status().indexes] == [("hnsw", "cosine")]
 
 
 def test_ivfflat_lists_rule():
@@ -100,11 +100,11 @@ def test_exact_search_agrees_with_hnsw_on_a_small_corpus(loaded):
 
 def test_index_build_reports_time_memory_and_records_search_parameters(loaded):
     info = loaded.create_index(kind="hnsw", m=8, ef_construction=32, ef_search=77)
-    assert info["build_seconds"] >= 0 and info["memory_mb"] >= 64 and info["ef_search"] == 77
-    assert loaded.status()["search"] == {"cosine": {"ef_search": 77, "probes": None}}
+    assert info.build_seconds >= 0 and info.memory_mb >= 64 and info.ef_search == 77
+    assert loaded.status().search == {"cosine": {"ef_search": 77, "probes": None}}
     info = loaded.create_index(kind="ivfflat", metric="l2", probes=3)
-    assert info["probes"] == 3 and info["lists"] >= 1
-    assert loaded.status()["search"]["l2"] == {"ef_search": None, "probes": 3}
+    assert info.probes == 3 and info.lists >= 1
+    assert loaded.status().search["l2"] == {"ef_search": None, "probes": 3}
     assert loaded.search("watering tomatoes", k=2, metric="l2")[0].source.endswith("garden.md")
 
 
@@ -115,7 +115,7 @@ def test_environment_overrides_the_recorded_search_parameters(settings, corpus):
         kb.ingest([corpus])
         kb.create_index(kind="hnsw", ef_search=77)
     with KnowledgeBase(settings, hnsw_ef_search=12) as kb:
-        assert kb.status()["search"]["cosine"]["ef_search"] == 12
+        assert kb.status().search["cosine"]["ef_search"] == 12
         ann = kb.search("watering tomatoes", k=3)
         assert [h.chunk_id for h in ann] == [h.chunk_id for h in kb.search("watering tomatoes", k=3, exact=True)]
 

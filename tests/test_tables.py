@@ -126,9 +126,9 @@ def test_rows_become_documents_found_by_paraphrase_and_cited_by_table_and_id(hel
     answer = kb.ask("Where is water leaking when milk is steamed?")
     assert answer.sources[0].table_row == f"{table} #4211"
 
-    source, = kb.status()["table_sources"]
-    assert (source["table"], source["documents"], source["watching"]) == (table, 300, False)
-    assert source["last_sync"] is not None and source["definition"]["text"] == ["body"]
+    source, = kb.status().table_sources
+    assert (source.table, source.documents, source.watching) == (table, 300, False)
+    assert source.last_sync is not None and source.definition["text"] == ["body"]
 
 
 def test_cli_search_and_status_name_the_table_and_row(helpdesk, cli_env):
@@ -210,8 +210,8 @@ def test_watch_queues_changes_of_another_connection_and_sync_applies_only_those(
             f"DELETE FROM {table} WHERE id = 7",
             f"UPDATE {table} SET id = 2000 WHERE id = 9",  # a new id: one document goes, another comes
             f"UPDATE {table} SET opened = opened - 1 WHERE id = 11")  # a column pgask does not read
-    source, = kb.status()["table_sources"]
-    assert source["watching"] and source["pending"] == 6  # 5, 1000, 7, 9 and 2000, 11
+    source, = kb.status().table_sources
+    assert source.watching and source.pending == 6  # 5, 1000, 7, 9 and 2000, 11
 
     synced, = kb.sync()
     assert (synced.mode, synced.changes) == ("changes", 6)
@@ -232,7 +232,7 @@ def test_watch_queues_changes_of_another_connection_and_sync_applies_only_those(
     reloaded, = kb.sync()
     assert reloaded.mode == "read" and reloaded.report.deleted == 39
     assert_matches_table(kb, spec)
-    assert kb.status()["table_sources"][0]["pending"] == 0
+    assert kb.status().table_sources[0].pending == 0
 
 
 def test_unwatch_drops_trigger_and_queue_and_sync_reads_the_table(kb, schema):
@@ -297,12 +297,12 @@ def test_a_spent_budget_leaves_unembedded_changes_queued(settings, serve, schema
         stopped, = broke.sync()
         assert (stopped.changes, stopped.report.added, stopped.report.updated) == (0, 0, 0)
         assert sorted(stopped.report.remaining) == [f"table:{table}/1", f"table:{table}/9"]
-        assert broke.status()["table_sources"][0]["pending"] == 2
+        assert broke.status().table_sources[0].pending == 2
         assert stored(broke, table) == before
     with remote_kb(settings, api) as kb:
         resumed, = kb.sync()
         assert (resumed.changes, resumed.report.added, resumed.report.updated) == (2, 1, 1)
-        assert kb.status()["table_sources"][0]["pending"] == 0
+        assert kb.status().table_sources[0].pending == 0
         assert_matches_table(kb, TableSpec(table, "id", ("body",)))
 
 

@@ -150,7 +150,7 @@ def test_a_budget_from_the_environment_and_a_zero_budget_send_nothing(settings, 
     with remote_kb(settings, api, max_cost_usd=0.0, prices_file=prices) as kb:
         report = kb.ingest([corpus])
         assert report.added == 0 and len(report.remaining) == 4 and report.budget["exhausted"]
-        assert kb.status()["documents"] == 0
+        assert kb.status().documents == 0
     assert api.requests == []
     with remote_kb(settings, api) as kb, pytest.raises(PgaskError, match="zero or more dollars"):
         kb.ingest([corpus], max_cost_usd=-1)

@@ -202,9 +202,9 @@ def run(settings: Settings, options: BenchOptions, phases: Phases = _no_phase,
         result.update(model=embedder.name, dim=embedder.dim)
         kb.init()
         status = kb.status()
-        result.update(engine=status["engine"], server_version=status["server_version"])
-        if "workers" in status:
-            result["workers"] = status["workers"]
+        result.update(engine=status.engine, server_version=status.server_version)
+        if status.cluster is not None and status.cluster.citus:
+            result["workers"] = status.cluster.count
 
         step = phases("chunking", None)
         texts = [c.embed_text for c in kb.chunk_files([corpus])]
@@ -232,7 +232,7 @@ def run(settings: Settings, options: BenchOptions, phases: Phases = _no_phase,
         index = kb.create_index(kind="hnsw", m=options.m, ef_construction=options.ef_construction,
                                 ef_search=options.ef_search)
         step(1)
-        result.update(hnsw_build_s=index["build_seconds"], m=options.m, ef_construction=options.ef_construction,
+        result.update(hnsw_build_s=index.build_seconds, m=options.m, ef_construction=options.ef_construction,
                       ef_search=options.ef_search or f"default (max(40, 2k) = {max(40, 2 * options.k)})")
         notify(f"hnsw build: {result['hnsw_build_s']} s for {report.chunks} chunks")
 
@@ -299,8 +299,8 @@ def run(settings: Settings, options: BenchOptions, phases: Phases = _no_phase,
             step = phases("hnsw index (synthetic)", 1)
             index = kb.create_index(kind="hnsw", m=options.m, ef_construction=options.ef_construction)
             step(1)
-            result.update(synthetic_hnsw_build_s=index["build_seconds"], index_memory_mb=index["memory_mb"],
-                          index_workers=index["workers"])
+            result.update(synthetic_hnsw_build_s=index.build_seconds, index_memory_mb=index.memory_mb,
+                          index_workers=index.workers)
             notify(f"hnsw build: {result['synthetic_hnsw_build_s']} s for {options.synthetic_rows} synthetic vectors")
             step = phases("search (synthetic)", options.query_count)
             result.update(synthetic_search(kb, options, step))

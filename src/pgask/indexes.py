@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from dataclasses import asdict, dataclass
 from typing import Callable, Iterator
 
 import psycopg
@@ -21,6 +22,29 @@ INDEX_TYPES = ("hnsw", "ivfflat")
 # An ingest that adds more chunks than this to an indexed table drops the ANN index and
 # rebuilds it once at the end: building over all rows is far cheaper than row-by-row upkeep.
 BULK_REBUILD_DOCUMENTS = 200
+HNSW_ONLY, IVFFLAT_ONLY = ("m", "ef_construction", "ef_search"), ("lists", "probes")
+
+
+@dataclass
+class IndexInfo:
+    """What building an index did (`pgask index --json`); the other type's parameters are left out."""
+
+    name: str
+    type: str  # hnsw or ivfflat
+    metric: str
+    rows: int  # chunks indexed
+    build_seconds: float
+    memory_mb: int  # maintenance_work_mem of the build
+    workers: int | None  # parallel maintenance workers (None: the server's setting)
+    lists: int | None = None  # ivfflat
+    m: int | None = None  # hnsw
+    ef_construction: int | None = None  # hnsw
+    ef_search: int | None = None  # hnsw: recorded for searches (None: the default)
+    probes: int | None = None  # ivfflat: recorded for searches (None: the default)
+
+    def as_dict(self) -> dict:
+        other = IVFFLAT_ONLY if self.type == "hnsw" else HNSW_ONLY
+        return {k: v for k, v in asdict(self).items() if k not in other}
 
 
 
@@ -101,7 +125,7 @@ def create_index(
     ef_construction: int = 64,
     memory_mb: int | None = None,
     workers: int | None = None,
-) -> dict:
+) -> IndexInfo:
     """(Re)build the ANN index for one metric, then ANALYZE. Replaces any index on that metric.
 
     The build gets `memory_mb` of maintenance_work_mem (default: enough for the whole index)
@@ -152,12 +176,11 @@ def create_index(
     build_seconds = time.perf_counter() - started
     conn.execute(sql.SQL("ANALYZE {}.chunks").format(s))
     conn.commit()
-    info = {"name": name, "type": kind, "metric": metric, "rows": rows, "build_seconds": round(build_seconds, 3),
-            "memory_mb": memory_mb, "workers": workers}
+    info = IndexInfo(name, kind, metric, rows, round(build_seconds, 3), memory_mb, workers)
     if kind == "ivfflat":
-        info["lists"] = lists
+        info.lists = lists
     else:
-        info.update(m=m, ef_construction=ef_construction)
+        info.m, info.ef_construction = m, ef_construction
     return info
 
 
@@ -169,16 +192,13 @@ class Indexes:
         self.connection, self.schema, self.settings = connection, schema, settings
 
     def create(self, *, kind: str = "hnsw", metric: str = "cosine", lists: int | None = None, m: int = 16,
-               ef_construction: int = 64, ef_search: int | None = None, probes: int | None = None) -> dict:
+               ef_construction: int = 64, ef_search: int | None = None, probes: int | None = None) -> IndexInfo:
         """Build the index for `metric` and record it (with its search parameters) for later rebuilds."""
         spec = {"type": kind, "metric": metric, "lists": lists, "lists_fixed": lists is not None,
                 "m": m, "ef_construction": ef_construction, "ef_search": ef_search, "probes": probes}
         with self.connection() as conn:
             info = self.build(conn, spec)
-            if kind == "hnsw":
-                info["ef_search"] = ef_search
-            else:
-                info["probes"] = probes
+            info.ef_search, info.probes = ef_search, probes  # as_dict shows the one of its type
             db_schema.write_setting(conn, self.schema, "indexes", [s for s in self.recorded(conn)
                                                                    if s["metric"] != metric] + [spec])
         return info
@@ -215,7 +235,7 @@ class Indexes:
                     notify(f"building the {spec['type']} index ({spec['metric']})")
                     self.build(conn, spec)
 
-    def build(self, conn: psycopg.Connection, spec: dict) -> dict:
+    def build(self, conn: psycopg.Connection, spec: dict) -> IndexInfo:
         params = {k: spec[k] for k in ("lists", "m", "ef_construction") if spec.get(k)}
         if spec["type"] == "ivfflat" and not spec.get("lists_fixed"):
             params.pop("lists", None)  # re-derived from the current row count

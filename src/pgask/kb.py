@@ -11,18 +11,18 @@ from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping, Sequenc
 
 from . import answer as answering, answerability, search as searching, status as status_report
 from .asking import Asker
-from .documents import Documents
+from .documents import DocumentPage, Documents, UploadedDocument
 from .config import Settings, load_settings
-from .db.lifecycle import KnowledgeSchema
+from .db.lifecycle import Installed, KnowledgeSchema
 from .db.pool import Database
 from .embed import Embedder, configured_embedder, is_remote
 from .errors import PgaskError
-from .indexes import Indexes
+from .indexes import IndexInfo, Indexes
 from .ingest.chunking import Chunk
 from .ingest.loaders import Document
 from .ingest.pipeline import IngestReport, Progress
 from .ingest.session import IngestSession, pipeline
-from .ingest.table_sync import TableReport, TableSync
+from .ingest.table_sync import TableReport, TableSourceInfo, TableSync
 from .ingest.tables import TableSpec
 from .search import Hit
 from .usage import Call, Ledger, Prices, summarise, summary_of
@@ -90,7 +90,7 @@ class KnowledgeBase:
         """Delete the knowledge base: its schema with every document, chunk and vector."""
         self.knowledge_schema.drop()
 
-    def init(self, *, reset: bool = False) -> dict:
+    def init(self, *, reset: bool = False) -> status_report.Status:
         """Create the schema for the configured model (drop it first with reset=True)."""
         if reset:
             self.drop()
@@ -101,7 +101,7 @@ class KnowledgeBase:
         """The whole install as one idempotent SQL script for `psql` (see KnowledgeSchema.script)."""
         return self.knowledge_schema.script(engine)
 
-    def install_sql(self) -> dict:
+    def install_sql(self) -> Installed:
         """Install (or refresh) the tables and the SQL API in the configured database and say what is there."""
         return self.knowledge_schema.install()
 
@@ -160,7 +160,7 @@ class KnowledgeBase:
         self.knowledge_schema.require()
         return self._tables(source_url).unwatch(table)
 
-    def table_sources(self) -> list[dict]:
+    def table_sources(self) -> list[TableSourceInfo]:
         """Each table source: where it is read from, documents stored, changes queued, last sync."""
         return self._tables().describe()
 
@@ -205,7 +205,7 @@ class KnowledgeBase:
 
     # --- documents (documents.py) ----------------------------------------------------------------
 
-    def list_documents(self, *, limit: int = 50, offset: int = 0) -> dict:
+    def list_documents(self, *, limit: int = 50, offset: int = 0) -> DocumentPage:
         """One page of the stored documents, ordered by source, and how many there are in all."""
         return self.documents.page(limit=limit, offset=offset)
 
@@ -213,7 +213,7 @@ class KnowledgeBase:
         """Delete one document and its chunks (and its uploaded file); its source, or None if unknown."""
         return self.documents.delete(document_id)
 
-    def add_upload(self, filename: str, stream: BinaryIO) -> dict:
+    def add_upload(self, filename: str, stream: BinaryIO) -> UploadedDocument:
         """Save a file sent by a client under PGASK_HOME/uploads and ingest it; a second of that name replaces it."""
         return self.documents.upload(filename, stream)
 
@@ -225,14 +225,14 @@ class KnowledgeBase:
 
     def create_index(self, *, kind: str = "hnsw", metric: str = "cosine", lists: int | None = None,
                      m: int = 16, ef_construction: int = 64, ef_search: int | None = None,
-                     probes: int | None = None) -> dict:
+                     probes: int | None = None) -> IndexInfo:
         """Build an ANN index for `metric` and record it (with ef_search / probes for every search on the
         metric unless PGASK_HNSW_EF_SEARCH / PGASK_IVFFLAT_PROBES say otherwise), so bulk loads rebuild it."""
         self.knowledge_schema.require()
         return self.indexes.create(kind=kind, metric=metric, lists=lists, m=m, ef_construction=ef_construction,
                                    ef_search=ef_search, probes=probes)
 
-    def health(self) -> dict:
+    def health(self) -> status_report.Health:
         """The database answers and the embedding model works (loaded by the first check); raises otherwise."""
         info = status_report.health(self.pool, self.embedder, load=not self._model_ready)
         self._model_ready = True
@@ -245,6 +245,6 @@ class KnowledgeBase:
         with self.connection() as conn:
             return summarise(conn, self.schema, since)
 
-    def status(self) -> dict:
-        """Where the knowledge base lives, its model and engine, and what is in it (status.Status)."""
-        return status_report.describe(self).as_dict()
+    def status(self) -> status_report.Status:
+        """Where the knowledge base lives, its model and engine, and what is in it."""
+        return status_report.describe(self)

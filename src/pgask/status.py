@@ -7,13 +7,14 @@ from typing import Any
 
 from psycopg import sql
 
-from .db import cluster
+from .db import cluster as clusters
 from .db import schema as db_schema
+from .db.cluster import Cluster
 from .db.connect import detect_engine, mask_url
+from .ingest.table_sync import TableSourceInfo
 
-# keys left out of as_dict() when they do not apply: home (external server), workers / segments and
-# distribution (plain Postgres), search (no knowledge base yet)
-OPTIONAL = ("home", "workers", "segments", "distribution", "search")
+# keys left out of as_dict() when they do not apply: home (an external server), search (no knowledge base yet)
+OPTIONAL = ("home", "search")
 
 
 @dataclass
@@ -28,28 +29,24 @@ class Status:
     llm: dict
     home: str | None = None  # the embedded server's data folder
     engine: str = "postgres"
-    workers: int | None = None  # Citus
-    segments: int | None = None  # Greenplum, Cloudberry
-    distribution: dict | None = None  # how each table is spread over the workers or segments
+    cluster: Cluster | None = None  # Citus, Greenplum, Cloudberry: nodes and table distribution
     server_version: str = ""
     pgvector_version: str | None = None
     documents: int = 0
     chunks: int = 0
-    indexes: list[dict] = field(default_factory=list)
+    indexes: list[dict] = field(default_factory=list)  # name, type, metric
     search: dict | None = None  # per indexed metric: ef_search and probes in force
-    table_sources: list[dict] = field(default_factory=list)
-
-    @property
-    def nodes(self) -> tuple[str, int] | None:
-        """("workers", 2) on Citus, ("segments", 4) on Greenplum and Cloudberry, None on one node."""
-        if self.workers is not None:
-            return "workers", self.workers
-        if self.segments is not None:
-            return "segments", self.segments
-        return None
+    table_sources: list[TableSourceInfo] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if not (k in OPTIONAL and v is None)}
+        """`status --json`: the fields in order, the cluster's as `workers`/`segments` and `distribution`."""
+        shown: dict[str, Any] = {}
+        for key, value in asdict(self).items():
+            if key == "cluster":
+                shown.update(self.cluster.as_dict() if self.cluster else {})
+            elif not (key in OPTIONAL and value is None):
+                shown[key] = value
+        return shown
 
 
 def describe(kb) -> Status:
@@ -68,8 +65,7 @@ def describe(kb) -> Status:
     )
     with kb.connection() as conn:
         info.engine = detect_engine(conn)
-        for key, value in cluster.describe(conn, kb.schema, info.engine).items():
-            setattr(info, key, value)
+        info.cluster = clusters.describe(conn, kb.schema, info.engine)
         info.server_version = conn.execute("SHOW server_version").fetchone()[0]
         info.pgvector_version = conn.execute(
             "SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()[0]
@@ -85,10 +81,18 @@ def describe(kb) -> Status:
     return info
 
 
-def health(pool, emb, *, load: bool) -> dict:
+@dataclass
+class Health:
+    status: str
+    database: str
+    model: str
+    dim: int
+
+
+def health(pool, emb, *, load: bool) -> Health:
     """The database answers and (with `load`, the first check) the embedding model embeds; raises otherwise."""
     with pool.connection(timeout=10) as conn:
         conn.execute("SELECT 1")
     if load:
         emb.embed_query("ready")
-    return {"database": "ok", "model": emb.name, "dim": emb.dim}
+    return Health("ok", "ok", emb.name, emb.dim)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -80,37 +79,10 @@ class AskResponse(BaseModel):
     usage: dict | None = None
 
 
-class DocumentInfo(BaseModel):
-    id: int
-    source: str
-    title: str
-    chunks: int
-    metadata: dict
-    updated_at: datetime
-
-
-class DocumentPage(BaseModel):
-    total: int
-    limit: int
-    offset: int
-    documents: list[DocumentInfo]
-
-
-class UploadedDocument(DocumentInfo):
-    status: Literal["added", "updated", "unchanged"]
-
-
 class DeletedDocument(BaseModel):
     id: int
     source: str
     deleted: bool = True
-
-
-class Health(BaseModel):
-    status: str
-    database: str
-    model: str
-    dim: int
 
 
 class ChatMessage(BaseModel):

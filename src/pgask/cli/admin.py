@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 from rich.markup import escape
 
+from ..db.cluster import Cluster
 from .common import IndexType, JsonOption, Metric, emit_json, err, handle_errors, knowledge_base, out
 
 
@@ -31,14 +32,14 @@ def index(
         info = kb.create_index(kind=type_, metric=metric, lists=lists, m=m, ef_construction=ef_construction,
                                ef_search=ef_search, probes=probes)
     if as_json:
-        emit_json(info)
+        emit_json(info.as_dict())
     else:
-        if info["type"] == "ivfflat":
-            extra = f"lists={info['lists']}, probes={info['probes'] or 'default'}"
+        if info.type == "ivfflat":
+            extra = f"lists={info.lists}, probes={info.probes or 'default'}"
         else:
-            extra = f"m={info['m']}, ef_construction={info['ef_construction']}, ef_search={info['ef_search'] or 'default'}"
-        out.print(f"built {info['type']} index {info['name']} on {info['rows']} chunks ({extra}) "
-                  f"in {info['build_seconds']:.1f}s; analyzed")
+            extra = f"m={info.m}, ef_construction={info.ef_construction}, ef_search={info.ef_search or 'default'}"
+        out.print(f"built {info.type} index {info.name} on {info.rows} chunks ({extra}) "
+                  f"in {info.build_seconds:.1f}s; analyzed")
 
 
 def _backend_line(backend: dict | None) -> str:
@@ -51,21 +52,17 @@ def _backend_line(backend: dict | None) -> str:
     return f"{backend['backend']} (auto, fastest within cosine 0.99 of fp32 on this CPU: {backend['isa']})"
 
 
-def distribution_rows(info: dict) -> list[tuple[str, str]]:
+def distribution_rows(cluster: Cluster | None) -> list[tuple[str, str]]:
     """Status lines for a distributed engine: its nodes, then how each table is spread."""
-    if "workers" in info:
-        nodes = ("workers", str(info["workers"]))
-    elif "segments" in info:
-        nodes = ("segments", str(info["segments"]))
-    else:
+    if cluster is None:
         return []
     spread = []
-    for table, how in info["distribution"].items():
-        if isinstance(how, dict):  # Citus
+    for table, how in cluster.distribution.items():
+        if cluster.citus:  # a table's type, column, colocation and shards; else the policy as Greenplum words it
             how = (f"{how['type']} by {how['column']}, colocation {how['colocation_id']}, {how['shards']} shards"
                    if how["column"] else f"{how['type']}")
         spread.append(f"{table}: {how}")
-    return [nodes, ("tables", "; ".join(spread) or "not distributed")]
+    return [(cluster.nodes, str(cluster.count)), ("tables", "; ".join(spread) or "not distributed")]
 
 
 @handle_errors
@@ -74,28 +71,28 @@ def status(as_json: bool = JsonOption):
     with knowledge_base() as kb:
         info = kb.status()
     if as_json:
-        emit_json(info)
+        emit_json(info.as_dict())
         return
     rows = [
-        ("database", info["database_url"] + (" (embedded)" if info["embedded"] else "")),
-        ("engine", f"{info['engine']} {info['server_version']}, pgvector {info['pgvector_version']}"),
-        *distribution_rows(info),
-        ("model", f"{info['model']} ({info['dim']} dimensions)"),
-        ("backend", _backend_line(info.get("embed_backend"))),
-        ("documents", str(info["documents"])),
-        ("chunks", str(info["chunks"])),
-        ("indexes", ", ".join(f"{i['type']} ({i['metric']})" for i in info["indexes"]) or "none (exact search)"),
-        ("embedding", _embedding_line(info["embedding"])),
-        ("answers", f"{info['llm']['model']} via {info['llm']['base_url'] or 'OpenAI'}" if info["llm"]["configured"]
+        ("database", info.database_url + (" (embedded)" if info.embedded else "")),
+        ("engine", f"{info.engine} {info.server_version}, pgvector {info.pgvector_version}"),
+        *distribution_rows(info.cluster),
+        ("model", f"{info.model} ({info.dim} dimensions)"),
+        ("backend", _backend_line(info.embed_backend)),
+        ("documents", str(info.documents)),
+        ("chunks", str(info.chunks)),
+        ("indexes", ", ".join(f"{i['type']} ({i['metric']})" for i in info.indexes) or "none (exact search)"),
+        ("embedding", _embedding_line(info.embedding)),
+        ("answers", f"{info.llm['model']} via {info.llm['base_url'] or 'OpenAI'}" if info.llm["configured"]
          else "extractive (no language model configured)"),
     ]
-    for source in info["table_sources"]:
+    for source in info.table_sources:
         watch = "not watched"
-        if source["watching"]:
-            watch = "watched, " + ("pending changes unknown" if source["pending"] is None else f"{source['pending']} pending changes")
-        where = f" from {source['source_url']}" if source["source_url"] else ""
-        last = f"{source['last_sync']:%Y-%m-%d %H:%M:%S}" if source["last_sync"] else "never"
-        rows.append(("table", f"{source['table']}{where}: {source['documents']} rows, {watch}, last sync {last}"))
+        if source.watching:
+            watch = "watched, " + ("pending changes unknown" if source.pending is None else f"{source.pending} pending changes")
+        where = f" from {source.source_url}" if source.source_url else ""
+        last = f"{source.last_sync:%Y-%m-%d %H:%M:%S}" if source.last_sync else "never"
+        rows.append(("table", f"{source.table}{where}: {source.documents} rows, {watch}, last sync {last}"))
     for name, value in rows:
         out.print(f"[bold]{name:>10}[/bold]  {escape(value)}")
 
@@ -189,9 +186,9 @@ def sql_api(
             return
         info = kb.install_sql()
     if as_json:
-        emit_json(info)
+        emit_json(info.as_dict())
         return
-    out.print(f"installed in schema [bold]{info['schema']}[/bold] ({info['engine']}): "
-              + ", ".join(f"{info['schema']}.{name}" for name in info["functions"]))
-    for note in info["notes"]:
+    out.print(f"installed in schema [bold]{info.schema}[/bold] ({info.engine}): "
+              + ", ".join(f"{info.schema}.{name}" for name in info.functions))
+    for note in info.notes:
         err.print(f"[yellow]note:[/yellow] {escape(note)}")

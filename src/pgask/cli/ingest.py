@@ -25,10 +25,10 @@ def init(
     with knowledge_base() as kb:
         info = kb.init(reset=reset)
     if as_json:
-        emit_json(info)
+        emit_json(info.as_dict())
     else:
-        out.print(f"knowledge base ready in schema [bold]{info['schema']}[/bold] at {escape(info['database_url'])} "
-                  f"({info['model']}, {info['dim']} dimensions)")
+        out.print(f"knowledge base ready in schema [bold]{info.schema}[/bold] at {escape(info.database_url)} "
+                  f"({info.model}, {info.dim} dimensions)")
 
 
 def notifier(message: str) -> None:

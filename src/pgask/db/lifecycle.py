@@ -3,6 +3,7 @@ against the model when opened, installed as one SQL script, dropped."""
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 import psycopg
@@ -11,6 +12,20 @@ from ..config import Settings
 from ..errors import PgaskError
 from . import schema as db_schema
 from .connect import detect_engine
+
+
+@dataclass
+class Installed:
+    """What `pgask sql --install` put in the database."""
+
+    schema: str
+    engine: str
+    functions: list[str]
+    plpython: bool  # the PL/Python functions (get_embeddings, ask) are there
+    notes: list[str] = field(default_factory=list)  # why they are not, as the server said
+
+    def as_dict(self) -> dict:
+        return asdict(self)
 
 
 class KnowledgeSchema:
@@ -86,7 +101,7 @@ class KnowledgeSchema:
         return (f"-- pgask: SQL install of schema {self.schema} for {engine}, "
                 f"embedding model {emb.name} ({emb.dim} dimensions)\nBEGIN;\n\n{body}\n\nCOMMIT;\n")
 
-    def install(self) -> dict:
+    def install(self) -> Installed:
         """Install (or refresh) the tables and the SQL API and say what is there. The PL/Python
         functions are installed only where the server has plpython3u; `notes` says why not."""
         emb = self.embedder()
@@ -108,5 +123,4 @@ class KnowledgeSchema:
                 conn.remove_notice_handler(note)
             functions = db_schema.functions(conn, self.schema)
             self.opened(conn)
-        return {"schema": self.schema, "engine": engine, "functions": functions,
-                "plpython": "ask" in functions, "notes": notes}
+        return Installed(self.schema, engine, functions, "ask" in functions, notes)

@@ -45,6 +45,19 @@ class TableSource:
 
 
 @dataclass
+class TableSourceInfo:
+    """A table source as `status` shows it."""
+
+    table: str  # SCHEMA.TABLE
+    source_url: str | None  # password masked; None: the knowledge base's database
+    watching: bool
+    documents: int  # stored from its rows
+    pending: int | None  # queued changes of a watched table (None: not watched, or unknown)
+    last_sync: datetime | None
+    definition: dict  # id, text, title, metadata, where
+
+
+@dataclass
 class TableReport:
     """What one ingest or sync of a table did."""
 
@@ -364,25 +377,25 @@ class TableSync:
 
     # --- status --------------------------------------------------------------------------------------
 
-    def describe(self) -> list[dict]:
+    def describe(self) -> list[TableSourceInfo]:
         """Each table source: where it is read from, documents stored, changes queued, last sync."""
         described = []
         with self.kb_connection() as conn:
             sources = stored_sources(conn, self.schema)
             for source in sources:
                 documents = store.count_under(conn, self.schema, [f"{SOURCE_PREFIX}{source.name}"])
-                described.append({
-                    "table": source.name, "source_url": source.source_url, "watching": source.watching,
-                    "documents": documents, "pending": None, "last_sync": source.last_sync,
-                    "definition": {"id": source.spec.id_column, "text": list(source.spec.text_columns),
-                                   "title": source.spec.title_column,
-                                   "metadata": list(source.spec.metadata_columns), "where": source.spec.where},
-                })
+                described.append(TableSourceInfo(
+                    table=source.name, source_url=source.source_url, watching=source.watching,
+                    documents=documents, pending=None, last_sync=source.last_sync,
+                    definition={"id": source.spec.id_column, "text": list(source.spec.text_columns),
+                                "title": source.spec.title_column,
+                                "metadata": list(source.spec.metadata_columns), "where": source.spec.where},
+                ))
         for source, info in zip(sources, described):
             if source.watching:
                 try:
                     with self._source(self._url_for(source)) as conn:
-                        info["pending"] = pending_changes(conn, self.schema, find_table(conn, source.spec.table))
+                        info.pending = pending_changes(conn, self.schema, find_table(conn, source.spec.table))
                 except (PgaskError, psycopg.Error) as exc:
                     self.notify(f"pending changes of {source.name} unknown: {exc}")
         return described
