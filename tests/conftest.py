@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import itertools
 import os
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from pgask.config import Settings
 from pgask.kb import KnowledgeBase
+
+from .helpers import make_pdf, write
+from .openai_server import EmbeddingsServer
 
 _schemas = itertools.count()
 
@@ -108,23 +110,6 @@ def run(cli_env):
     return invoke
 
 
-def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
-    return path
-
-
-def make_pdf(path: Path, title: str, paragraphs: list[str]) -> Path:
-    from reportlab.lib.pagesizes import A4
-    from reportlab.lib.styles import getSampleStyleSheet
-    from reportlab.platypus import Paragraph, SimpleDocTemplate
-
-    styles = getSampleStyleSheet()
-    doc = SimpleDocTemplate(str(path), pagesize=A4, title=title)
-    doc.build([Paragraph(p, styles["Normal"]) for p in paragraphs])
-    return path
-
-
 @pytest.fixture
 def corpus(tmp_path) -> Path:
     return make_corpus(tmp_path / "corpus")
@@ -196,3 +181,16 @@ def make_corpus(root: Path) -> Path:
         "A small refracting telescope with a magnification of fifty times shows the largest craters clearly.",
     ])
     return root
+
+
+@pytest.fixture
+def serve(httpserver):
+    """serve(dim, throttle=...) answers /v1/embeddings with an EmbeddingsServer and returns it."""
+
+    def start(dim: int = 1536, **options) -> EmbeddingsServer:
+        api = EmbeddingsServer(dim, **options)
+        httpserver.expect_request("/v1/embeddings", method="POST").respond_with_handler(api)
+        api.url = httpserver.url_for("/v1")
+        return api
+
+    return start

@@ -12,8 +12,8 @@ from pgask.config import Secret
 from pgask.errors import PgaskError
 from pgask.kb import KnowledgeBase
 
-from .conftest import make_pdf
 from .openai_server import sse_chat, sse_events
+from .helpers import make_pdf
 
 TOKEN = "test-token-3f9a1c"
 TOMATO = "How often should tomato plants be watered?"

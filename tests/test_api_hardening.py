@@ -19,8 +19,8 @@ from pgask.config import Secret
 from pgask.ingest.loaders import Document
 from pgask.kb import KnowledgeBase
 
-from .conftest import write
 from .openai_server import sse_chat
+from .helpers import write
 
 TOKEN = "hardening-token-4b7f2a"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -24,11 +24,12 @@ from typer.testing import CliRunner
 from pgask.api import create_app
 from pgask.cli import app
 from pgask.config import Settings
+from pgask.ingest.table_rows import TableSpec
 from pgask.kb import KnowledgeBase
 
-from . import test_concurrency as concurrency
-from . import test_crash_safety as crash
-from .conftest import write
+from .helpers import (
+    ROUNDS, SMALL_BATCHES, assert_matches_table, count_documents, crash_corpus, execute, ingest_while_searching,
+    make_source, snapshot, wait_for_backends_to_end, write)
 
 needs_psql = pytest.mark.skipif(shutil.which("psql") is None, reason="needs the psql client (.ci/run installs postgresql-client-15)")
 
@@ -294,47 +295,45 @@ def test_serve_search_and_ask(loaded):
 
 def test_searches_during_an_ingest_see_each_document_whole(citus_url, home, tmp_path):
     with KnowledgeBase(citus_settings(home, citus_url)) as kb:
-        problems, seen, searches = concurrency.ingest_while_searching(kb, tmp_path / "corpus")
+        problems, seen, searches = ingest_while_searching(kb, tmp_path / "corpus")
     assert problems == []
-    assert searches >= concurrency.ROUNDS and len(seen["stable0"]) >= 2
+    assert searches >= ROUNDS and len(seen["stable0"]) >= 2
 
 
 def test_sigkill_mid_ingest_then_rerun_equals_clean_ingest(citus_url, home, tmp_path):
-    corpus = crash.make_corpus(tmp_path)
+    corpus = crash_corpus(tmp_path)
     with KnowledgeBase(citus_settings(home, citus_url, "clean")) as clean:
         clean.ingest([corpus])
-        expected = crash.snapshot(clean)
+        expected = snapshot(clean)
     with KnowledgeBase(citus_settings(home, citus_url, "killed")) as kb:
         kb.init()
         env = {**os.environ, "PGASK_HOME": str(home), "PGASK_SCHEMA": "killed", "PGASK_DATABASE_URL": citus_url,
                "PGAPPNAME": "pgask-killed"}
-        proc = subprocess.Popen([sys.executable, "-c", crash.SMALL_BATCHES, "ingest", str(corpus), "--json"], env=env,
+        proc = subprocess.Popen([sys.executable, "-c", SMALL_BATCHES, "ingest", str(corpus), "--json"], env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 180
-        while proc.poll() is None and crash.count_documents(kb) < 13 and time.monotonic() < deadline:
+        while proc.poll() is None and count_documents(kb) < 13 and time.monotonic() < deadline:
             time.sleep(0.02)
         assert proc.poll() is None, f"ingest finished before the kill point: {proc.communicate()}"
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-        crash.wait_for_backends_to_end(kb, "pgask-killed")
-        docs, chunks, orphans, short = crash.snapshot(kb)
+        wait_for_backends_to_end(kb, "pgask-killed")
+        docs, chunks, orphans, short = snapshot(kb)
         assert 0 < len(docs) < len(expected[0])
         assert orphans == 0 and short == 0
         report = kb.ingest([corpus])
         assert report.failed == [] and report.unchanged == len(docs)
-        assert crash.snapshot(kb) == expected
+        assert snapshot(kb) == expected
 
 
 def test_table_source_distributed_ingest_and_sync(citus_url, home):
     """`ingest --table` of a distributed table on the cluster itself, then `sync` after changes."""
-    from . import test_tables as tables
-
-    table = tables.make_source(citus_url, "src", 30)
-    tables.execute(citus_url, f"SELECT create_distributed_table('{table}', 'id')")
+    table = make_source(citus_url, "src", 30)
+    execute(citus_url, f"SELECT create_distributed_table('{table}', 'id')")
     with KnowledgeBase(citus_settings(home, citus_url)) as kb:
         first = kb.ingest_table(table, id_column="id", text_columns=["body"], title_column="subject")
         assert first.report.added == 30 and first.report.failed == []
-        tables.execute(citus_url,
+        execute(citus_url,
                        f"UPDATE {table} SET body = 'The projector bulb exploded with a bang during the board meeting.' "
                        "WHERE id = 5",
                        f"INSERT INTO {table} (id, subject, body, status) VALUES (61, 'Chair', 'The office chair wobbles.', 'open')",
@@ -343,17 +342,15 @@ def test_table_source_distributed_ingest_and_sync(citus_url, home):
         assert synced.mode == "read"
         assert (synced.report.added, synced.report.updated, synced.report.deleted) == (1, 1, 1)
         assert kb.search("lamp blew up in a meeting", k=1)[0].table_row == f"{table} #5"
-        tables.assert_matches_table(kb, tables.TableSpec(table, "id", ("body",), "subject"))
+        assert_matches_table(kb, TableSpec(table, "id", ("body",), "subject"))
 
 
 def test_watching_a_table_on_citus_is_refused_with_what_to_do_instead(citus_url, home):
     """Citus has no statement triggers with transition tables, which --watch's queue is fed by."""
     from pgask.errors import PgaskError
 
-    from . import test_tables as tables
-
-    table = tables.make_source(citus_url, "src", 12)
-    tables.execute(citus_url, f"SELECT create_distributed_table('{table}', 'id')")
+    table = make_source(citus_url, "src", 12)
+    execute(citus_url, f"SELECT create_distributed_table('{table}', 'id')")
     with KnowledgeBase(citus_settings(home, citus_url)) as kb:
         with pytest.raises(PgaskError, match=r"--watch needs statement triggers .* run `pgask sync` instead"):
             kb.ingest_table(table, id_column="id", text_columns=["body"], watch=True)

@@ -9,7 +9,8 @@ import pytest
 from pgask import __version__
 from pgask.config import MAX_K
 
-from .conftest import write
+from .helpers import write
+
 
 COMMANDS = ["init", "ingest", "sync", "search", "ask", "chat", "index", "status", "stop", "usage", "sql", "serve",
             "ui", "bench", "eval"]

@@ -7,10 +7,11 @@ import tracemalloc
 import pytest
 
 from pgask.ingest.loaders import Document, LoadError, read_file
-from pgask.ingest.pipeline import content_hash
+from pgask.ingest.discovery import content_hash
 from pgask.ingest.session import pipeline
 
-from .conftest import write
+from .helpers import write
+
 
 
 def failed_by_name(report):
@@ -84,12 +85,11 @@ def test_unstorable_document_is_reported_and_the_rest_stored(kb):
 def test_file_that_changes_while_being_read_is_stored_as_read(kb, tmp_path):
     path = write(tmp_path / "moving.md", "# Moving\n\nThe first version talks about gardens.\n")
 
-    def change_it(todo):  # runs after hashing, before loading: the file changes in between
-        path.write_text("# Moving\n\nThe second version talks about harbours and ships.\n")
-
     kb.init()
-    job = pipeline(kb, on_plan=change_it)
-    report = job.run([tmp_path])
+    job = pipeline(kb)
+    plan = job.plan_files([tmp_path])  # hashed, not yet loaded: the file changes in between
+    path.write_text("# Moving\n\nThe second version talks about harbours and ships.\n")
+    report = job.run_plan(plan)
     assert report.added == 1
     with kb.connection() as conn:
         stored = conn.execute(f"SELECT content_hash FROM {kb.schema}.documents").fetchone()[0]

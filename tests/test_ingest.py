@@ -4,7 +4,8 @@ import pytest
 
 from pgask.errors import PgaskError
 
-from .conftest import write
+from .helpers import write
+
 
 
 def counts(kb):

@@ -7,12 +7,13 @@ import time
 from pgask.config import Settings
 from pgask.kb import KnowledgeBase
 
-from .test_crash_safety import count_documents, make_corpus, start_ingest, wait_for_backends_to_end
+from .helpers import count_documents, crash_corpus, start_ingest, wait_for_backends_to_end
+
 
 
 def test_ctrl_c_mid_ingest_says_what_was_stored_and_the_same_command_finishes(home, tmp_path):
     (tmp_path / "corpus").mkdir()
-    corpus = make_corpus(tmp_path / "corpus")
+    corpus = crash_corpus(tmp_path / "corpus")
     schema = "interrupted"
     with KnowledgeBase(Settings(home=home, schema=schema)) as kb:
         proc = start_ingest(home, schema, corpus)  # small batches: there is a mid-way to stop at

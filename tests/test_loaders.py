@@ -4,7 +4,8 @@ import pytest
 
 from pgask.ingest.loaders import LoadError, load, rst_to_markdown
 
-from .conftest import make_pdf, write
+from .helpers import make_pdf, write
+
 
 
 def load_path(path: Path):

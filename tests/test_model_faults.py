@@ -26,9 +26,9 @@ from pgask.config import Secret, Settings
 from pgask.embed import configured_embedder
 from pgask.errors import ModelAPIError
 
-from .conftest import write
 from .openai_server import sse_chat
 from .processes import free_port
+from .helpers import write
 
 KEY = "sk-faults-7d1e0c9b5a"
 DIM = 8  # the embeddings server's vectors: what PGASK_EMBED_DIMENSIONS expects

@@ -9,7 +9,8 @@ from pgask.cli import app
 from pgask.passages import distinct, is_navigation
 from pgask.search import Hit
 
-from .conftest import write
+from .helpers import write
+
 
 TOC = "- Utility Guide\n\n- About the Utilities\n\n- analyzedb\n\n- gpstart\n\n- gpstop\n\n- gpstate\n\n- pg_dump\n"
 TOPICS = ("Securing the database includes protecting access through network configuration.\n\n"

@@ -17,27 +17,7 @@ from pgask.ingest.chunking import chunk_document
 from pgask.ingest.loaders import Document
 from pgask.kb import KnowledgeBase
 
-from .conftest import write
-from .openai_server import EmbeddingsServer
-
-KEY = "sk-test-0123456789abcdef"
-
-
-@pytest.fixture
-def serve(httpserver):
-    """serve(dim, throttle=...) answers /v1/embeddings with an EmbeddingsServer and returns it."""
-
-    def start(dim: int = 1536, **options) -> EmbeddingsServer:
-        api = EmbeddingsServer(dim, **options)
-        httpserver.expect_request("/v1/embeddings", method="POST").respond_with_handler(api)
-        api.url = httpserver.url_for("/v1")
-        return api
-
-    return start
-
-
-def remote_kb(settings, api, model="openai:text-embedding-3-small", **overrides) -> KnowledgeBase:
-    return KnowledgeBase(settings, embed_model=model, embed_base_url=api.url, openai_api_key=Secret(KEY), **overrides)
+from .helpers import KEY, ledger, remote_kb, short_sections, stored
 
 
 def column_type(kb) -> str:
@@ -45,31 +25,6 @@ def column_type(kb) -> str:
         return conn.execute("SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
                             "WHERE attrelid = to_regclass(%s) AND attname = 'embedding'",
                             (f"{kb.schema}.chunks",)).fetchone()[0]
-
-
-def stored(kb) -> list[tuple]:
-    """(source, chunk_count, chunk rows, dims, norm of the first vector) for every stored document."""
-    with kb.connection() as conn:
-        return conn.execute(
-            f"""SELECT d.source, d.chunk_count, count(c.id), min(vector_dims(c.embedding::vector)),
-                       min(vector_norm(c.embedding::vector)), max(vector_norm(c.embedding::vector))
-                FROM {kb.schema}.documents d LEFT JOIN {kb.schema}.chunks c ON c.document_id = d.id
-                GROUP BY d.source, d.chunk_count ORDER BY d.source""").fetchall()
-
-
-def ledger(kb) -> list[tuple]:
-    with kb.connection() as conn:
-        return conn.execute(f"SELECT kind, tokens_in, cached FROM {kb.schema}.usage ORDER BY at").fetchall()
-
-
-def short_sections(root, docs: int, sections: int):
-    """Markdown files whose every section is one short sentence, so every section is one chunk."""
-    things = ["tomatoes", "bicycles", "sourdough", "telescopes", "beehives", "kayaks", "violins", "orchids"]
-    for d in range(docs):
-        body = "\n\n".join(f"## Part {s}\n\nNote {s} of {d}: how to look after {things[(d + s) % len(things)]} well."
-                           for s in range(sections))
-        write(root / f"doc{d:03}.md", f"# Topic {d}\n\n{body}\n")
-    return root
 
 
 def test_a_1536_dimension_model_creates_a_1536_dimension_table_of_unit_vectors(settings, serve, corpus):

@@ -8,7 +8,8 @@ from pgask import rerank
 from pgask.config import Settings
 from pgask.kb import KnowledgeBase
 
-from .conftest import write
+from .helpers import write
+
 
 
 def test_the_packaged_model_scores_the_passage_that_answers_highest():

@@ -5,42 +5,20 @@ import json
 import os
 import re
 import subprocess
-import threading
-import time
-from contextlib import contextmanager
 
 import httpx
 import openai
 import pytest
-import uvicorn
 
-from pgask.api import create_app
 from pgask.config import Secret
 from pgask.kb import KnowledgeBase
 
 from .openai_server import sse_chat, sse_events
 from .processes import PGASK, free_port, stop, wait_until_up
+from .helpers import serving
 
 TOKEN = "server-token-5b2e7d"
 TOMATO = "How often should tomato plants be watered?"
-
-
-@contextmanager
-def serving(kb):
-    """create_app(kb) under uvicorn on 127.0.0.1 and a port the OS picks; its base URL."""
-    server = uvicorn.Server(uvicorn.Config(create_app(kb), host="127.0.0.1", port=0, log_level="warning"))
-    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")

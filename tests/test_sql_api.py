@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from pgask.cli import app
 
-from .conftest import write
+from .helpers import write
+
 
 needs_psql = pytest.mark.skipif(shutil.which("psql") is None, reason="needs the psql client (.ci/run installs postgresql-client-15)")
 

@@ -5,7 +5,6 @@ Every test creates its own source table in a schema of its own on the shared emb
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 import selectors
@@ -23,73 +22,10 @@ from pgask.cli import app
 from pgask.config import Settings
 from pgask.db.connect import connect
 from pgask.errors import PgaskError
-from pgask.ingest.pipeline import document_hash, signature
-from pgask.ingest.tables import TableSpec, read_documents, row_reader
+from pgask.ingest.table_rows import TableSpec, read_documents, row_reader
 from pgask.kb import KnowledgeBase
 
-from .test_remote import remote_kb, serve  # noqa: F401 - fixture
-
-DEVICES = ["printer", "laptop", "monitor", "keyboard", "docking station", "phone", "projector", "scanner",
-           "router", "headset", "webcam", "tablet"]
-PROBLEMS = ["does not turn on after the weekend", "shows a blue screen at start-up", "is very slow since the update",
-            "makes a loud clicking noise", "cannot connect to the office network", "loses its settings every day",
-            "prints or shows everything in the wrong colours", "overheats after an hour of use",
-            "is missing from the asset inventory", "needs a new power adapter", "was dropped and the case is cracked",
-            "asks for an administrator password", "keeps disconnecting from the docking station",
-            "has a sticky button", "reports that its licence has expired", "is too loud in meetings",
-            "shows the wrong date and time", "has a flickering display", "cannot be found by other devices",
-            "needs to be moved to another desk", "stopped charging overnight", "has a dead pixel in the corner",
-            "beeps three times and stops", "was lent out and not returned", "has an unreadable label"]
-ESPRESSO = (4211, "Kitchen espresso machine", "The espresso machine in the staff kitchen leaks water all over the "
-            "floor whenever someone steams milk for a cappuccino.")
-
-
-def ticket_rows(count: int) -> list[tuple[int, str, str, str]]:
-    """(id, subject, body, status): distinct helpdesk tickets, the espresso machine among them."""
-    pairs = itertools.islice(itertools.product(PROBLEMS, DEVICES), count - 1)
-    rows = [(i + 1, f"{device.capitalize()} issue", f"The {device} in room {100 + i} {problem}.",
-             "open" if i % 3 else "closed") for i, (problem, device) in enumerate(pairs)]
-    return rows + [(*ESPRESSO, "open")]
-
-
-def make_source(url: str, schema: str, rows: int) -> str:
-    """A fresh SCHEMA.tickets table with `rows` tickets; returns its name."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        conn.execute(f"CREATE SCHEMA {schema}")
-        conn.execute(f"CREATE TABLE {schema}.tickets (id bigint PRIMARY KEY, subject text, body text, status text, "
-                     "opened date NOT NULL DEFAULT current_date)")
-        with conn.cursor().copy(f"COPY {schema}.tickets (id, subject, body, status) FROM STDIN") as copy:
-            for row in ticket_rows(rows):
-                copy.write_row(row)
-    return f"{schema}.tickets"
-
-
-def execute(url: str, *statements: str) -> None:
-    """Changes made by another client: a connection of its own, committed statement by statement."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        for statement in statements:
-            conn.execute(statement)
-
-
-def stored(kb: KnowledgeBase, table: str) -> dict[str, tuple[str, object]]:
-    """row id -> (content hash, updated_at) of the table's documents in the knowledge base."""
-    with kb.connection() as conn:
-        rows = conn.execute(f"SELECT metadata->>'row_id', content_hash, updated_at FROM {kb.schema}.documents "
-                            "WHERE source LIKE %s", (f"table:{table}/%",)).fetchall()
-    return {row_id: (digest, updated) for row_id, digest, updated in rows}
-
-
-def assert_matches_table(kb: KnowledgeBase, spec: TableSpec, url: str | None = None) -> None:
-    """Same ids as the table, and each document's hash is that of the row as it reads now."""
-    sig = signature(kb.embedder.name, kb.settings.chunk_tokens, kb.settings.overlap_tokens)
-    with connect(url or kb.url, vector=False) as conn:
-        ids = {str(i) for (i,) in conn.execute(f"SELECT {spec.id_column} FROM {spec.table}")}
-        reader = row_reader(conn, spec)
-        expected = {doc.metadata["row_id"]: document_hash(doc, sig) for doc in read_documents(conn, reader)}
-    have = {row_id: digest for row_id, (digest, _) in stored(kb, spec.table).items()}
-    assert set(have) == ids
-    assert have == expected
+from .helpers import assert_matches_table, execute, make_source, remote_kb, stored_rows
 
 
 def chunk_text(kb: KnowledgeBase, table: str, row_id: object) -> str:
@@ -172,7 +108,7 @@ def test_sync_after_update_insert_delete_changes_exactly_those_rows(kb, schema):
     spec = TableSpec(table, "id", ("body",), "subject")
     first = kb.ingest_table(table, id_column="id", text_columns=["body"], title_column="subject")
     assert first.report.added == 60
-    before = stored(kb, table)
+    before = stored_rows(kb, table)
 
     execute(kb.url,
             f"UPDATE {table} SET body = 'The projector bulb exploded with a bang during the board meeting.' WHERE id = 5",
@@ -188,7 +124,7 @@ def test_sync_after_update_insert_delete_changes_exactly_those_rows(kb, schema):
     assert synced.mode == "read" and not synced.watching
     assert (synced.report.added, synced.report.updated, synced.report.unchanged, synced.report.deleted) == (0, 1, 59, 2)
 
-    after = stored(kb, table)
+    after = stored_rows(kb, table)
     touched = {row_id for row_id in after if before.get(row_id) != after[row_id]}
     assert touched == {"5", "6", "9", "61", "62"}
     assert set(before) - set(after) == {"7", "8"}
@@ -202,7 +138,7 @@ def test_watch_queues_changes_of_another_connection_and_sync_applies_only_those(
     table = make_source(kb.url, f"src_{schema}", 40)
     spec = TableSpec(table, "id", ("subject", "body"), metadata_columns=("status",))
     kb.ingest_table(table, id_column="id", text_columns=["subject", "body"], metadata_columns=["status"], watch=True)
-    before = stored(kb, table)
+    before = stored_rows(kb, table)
 
     execute(kb.url,
             f"UPDATE {table} SET body = 'The laptop fan whines like a jet engine.' WHERE id = 5",
@@ -216,7 +152,7 @@ def test_watch_queues_changes_of_another_connection_and_sync_applies_only_those(
     synced, = kb.sync()
     assert (synced.mode, synced.changes) == ("changes", 6)
     assert (synced.report.added, synced.report.updated, synced.report.unchanged, synced.report.deleted) == (2, 1, 1, 2)
-    after = stored(kb, table)
+    after = stored_rows(kb, table)
     assert {row_id for row_id in after if before.get(row_id) != after[row_id]} == {"5", "1000", "2000"}
     assert set(before) - set(after) == {"7", "9"}
     assert "jet engine" in chunk_text(kb, table, 5)
@@ -249,7 +185,7 @@ def test_unwatch_drops_trigger_and_queue_and_sync_reads_the_table(kb, schema):
     assert watch_objects()[0] == 4
     assert kb.unwatch_table(table) == table
     assert watch_objects() == (0, None, None)
-    assert len(stored(kb, table)) == 4  # the documents stay
+    assert len(stored_rows(kb, table)) == 4  # the documents stay
 
     execute(kb.url, f"DELETE FROM {table} WHERE id = 1")
     synced, = kb.sync()
@@ -292,13 +228,13 @@ def test_a_spent_budget_leaves_unembedded_changes_queued(settings, serve, schema
         kb.ingest_table(table, id_column="id", text_columns=["body"], watch=True)
         execute(kb.url, f"UPDATE {table} SET body = 'The laptop hinge broke.' WHERE id = 1",
                 f"INSERT INTO {table} (id, subject, body, status) VALUES (9, 'Lamp', 'The desk lamp flickers.', 'open')")
-        before = stored(kb, table)
+        before = stored_rows(kb, table)
     with remote_kb(settings, api, max_cost_usd=0.0) as broke:
         stopped, = broke.sync()
         assert (stopped.changes, stopped.report.added, stopped.report.updated) == (0, 0, 0)
         assert sorted(stopped.report.remaining) == [f"table:{table}/1", f"table:{table}/9"]
         assert broke.status().table_sources[0].pending == 2
-        assert stored(broke, table) == before
+        assert stored_rows(broke, table) == before
     with remote_kb(settings, api) as kb:
         resumed, = kb.sync()
         assert (resumed.changes, resumed.report.added, resumed.report.updated) == (2, 1, 1)
@@ -342,7 +278,7 @@ def test_malicious_names_and_predicates_are_refused_and_nothing_changes(kb, sche
         assert conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] == 5
         assert conn.execute("SELECT count(*) FROM pg_trigger WHERE tgrelid = %s::regclass", (table,)).fetchone()[0] == 0
         assert conn.execute(f"SELECT t::text FROM {kb.schema}.table_sources t").fetchall() == definition
-    assert len(stored(kb, table)) == 5
+    assert len(stored_rows(kb, table)) == 5
 
 
 def test_cli_table_errors_are_one_line_and_usage_errors_exit_2(cli_env, kb, schema):
@@ -431,4 +367,4 @@ def test_sync_every_applies_changes_each_round_and_stops_on_ctrl_c(cli_env, kb, 
         _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 0, stderr
     assert "stopped" in stderr
-    assert set(stored(kb, table)) == {"1", "4211"}
+    assert set(stored_rows(kb, table)) == {"1", "4211"}

@@ -10,7 +10,7 @@ from pgask.kb import KnowledgeBase
 from pgask.usage import Prices
 
 from .openai_server import sse_chat
-from .test_remote import KEY, ledger, remote_kb, serve, short_sections, stored  # noqa: F401 - fixture
+from .helpers import KEY, ledger, remote_kb, short_sections, stored
 
 PRICES = """
 [models."text-embedding-3-small"]

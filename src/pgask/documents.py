@@ -11,7 +11,8 @@ from typing import BinaryIO, Callable, Literal
 from .db import store
 from .db.lifecycle import KnowledgeSchema
 from .ingest import uploads
-from .ingest.pipeline import IngestReport, source_of
+from .ingest.discovery import source_of
+from .ingest.pipeline import IngestReport
 
 
 @dataclass

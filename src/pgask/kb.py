@@ -1,6 +1,6 @@
 """KnowledgeBase: the one facade the CLI, the HTTP API, the UI and Python users call. It delegates to
 db/pool.py, db/lifecycle.py, ingest/session.py, indexes.py, asking.py, documents.py, status.py and
-ingest/table_sync.py (docs/design.md, Layout)."""
+ingest/table_sources.py (docs/design.md, Layout)."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ from .ingest.chunking import Chunk
 from .ingest.loaders import Document
 from .ingest.pipeline import IngestReport, Progress
 from .ingest.session import IngestSession, pipeline
-from .ingest.table_sync import TableReport, TableSourceInfo, TableSync
-from .ingest.tables import TableSpec
+from .ingest.table_sources import TableReport, TableSourceInfo, TableSync
+from .ingest.table_rows import TableSpec
 from .search import Hit
 from .usage import Call, Ledger, Prices, summarise, summary_of
 

@@ -11,7 +11,7 @@ from .db import cluster as clusters
 from .db import schema as db_schema
 from .db.cluster import Cluster
 from .db.connect import detect_engine, mask_url
-from .ingest.table_sync import TableSourceInfo
+from .ingest.table_sources import TableSourceInfo
 
 # keys left out of as_dict() when they do not apply: home (an external server), search (no knowledge base yet)
 OPTIONAL = ("home", "search")

@@ -1,40 +1,26 @@
 """discover -> hash -> diff with the database -> load -> chunk -> embed -> COPY; prune.
 
-Three stages overlap: a reader thread loads and chunks files, the calling thread embeds
-batches of chunks, a writer thread stores finished documents (each whole, several per transaction).
-Bounded queues between them keep memory flat however large the corpus is.
+An ingest of files is planned first (discovery.py: which files, which are new or changed), so that
+whoever runs it (ingest/session.py) can decide about the ANN indexes before any model time; the
+planned documents then go through the three overlapping stages (stages.py).
 """
 
 from __future__ import annotations
 
-import collections
-import fnmatch
 import functools
-import hashlib
 import itertools
-import json
-import os
-import queue
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Protocol, Sequence
 
-import numpy as np
-import psycopg
-
 from ..db import store
-from ..errors import PgaskError
-from ..wording import plural
+from ..embed import Embedder
 from ..usage import Budget
 from .chunking import Chunk, chunk_document
-from . import loaders
-from .loaders import Document, LoadError, load, read_file, supported
-
-# Part of every content hash: a change to how documents are cut re-ingests them.
-CHUNKER_VERSION = "1"
-SKIP_DIRS = {".git", ".hg", ".svn", "__pycache__", "node_modules", ".venv", ".tox"}
+from .discovery import FilePlan, content_hash, discover, document_hash, plan_files, signature, source_of
+from .loaders import Document, LoadError, load, read_file
+from .stages import Flow, Pending, Stages
 
 
 @dataclass
@@ -106,62 +92,6 @@ class NoProgress:
         pass
 
 
-def source_of(path: Path) -> str:
-    """A document's identity: its absolute path (symlinks kept as named)."""
-    return Path(os.path.abspath(path)).as_posix()
-
-
-def _matches(rel: str, patterns: Sequence[str]) -> bool:
-    name = rel.rsplit("/", 1)[-1]
-    return any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(name, p) for p in patterns)
-
-
-def discover(
-    paths: Sequence[Path], include: Sequence[str] = (), exclude: Sequence[str] = ()
-) -> tuple[list[Path], list[str], list[Path]]:
-    """Files to ingest, unsupported files skipped (as sources), and the folders walked.
-
-    Folders are walked without following symlinked folders, so a symlink loop cannot trap us.
-    """
-    files: list[Path] = []
-    skipped: list[str] = []
-    roots: list[Path] = []
-    seen: set[str] = set()
-
-    def consider(path: Path, rel: str) -> None:
-        src = source_of(path)
-        if src in seen:
-            return
-        if include and not _matches(rel, include):
-            return
-        if exclude and _matches(rel, exclude):
-            return
-        seen.add(src)
-        (files.append(path) if supported(path) else skipped.append(src))
-
-    for root in paths:
-        root = Path(root).expanduser()
-        if root.is_dir():
-            roots.append(root)
-            for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-                dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS and not d.startswith("."))
-                for name in sorted(filenames):
-                    path = Path(dirpath) / name
-                    consider(path, path.relative_to(root).as_posix())
-        elif root.exists() or root.is_symlink():
-            consider(root, root.name)
-        else:
-            raise PgaskError(f"no such file or directory: {root}")
-    return files, skipped, roots
-
-
-def _filters_named(include: Sequence[str], exclude: Sequence[str]) -> str:
-    """' matching --include '*.md', not --exclude 'drafts/*'': the filters that left nothing, for the message."""
-    parts = ([f"matching --include {' or '.join(repr(p) for p in include)}"] if include else []) + (
-        [f"not matching --exclude {' or '.join(repr(p) for p in exclude)}"] if exclude else [])
-    return (" " + " and ".join(parts)) if parts else ""
-
-
 def _loaded(doc: Document, digest: str) -> tuple[Document, str]:
     return doc, digest
 
@@ -172,61 +102,10 @@ def _batched(items: Iterable, size: int) -> Iterator[tuple]:  # itertools.batche
         yield batch
 
 
-def signature(model: str, chunk_tokens: int, overlap_tokens: int) -> bytes:
-    # read when called, so that a new loader version is seen by a process that imported this module
-    return (f"pgask-chunker-{CHUNKER_VERSION}|loader-{loaders.LOADER_VERSION}|{model}|{chunk_tokens}|"
-            f"{overlap_tokens}").encode()
-
-
-def content_hash(data: bytes, sig: bytes) -> str:
-    return hashlib.sha256(sig + b"\x00" + data).hexdigest()
-
-
-@dataclass
-class Pending:
-    """A new or changed document waiting to be loaded: `load` returns it with the hash of what it read."""
-
-    source: str
-    exists: bool
-    load: Callable[[], tuple[Document, str]]
-
-
-@dataclass
-class Prepared:
-    """A document read, chunked and (after the embed stage) embedded, ready to store."""
-
-    source: str
-    title: str
-    content_hash: str
-    metadata: dict
-    chunks: list[Chunk]
-    exists: bool
-    vectors: np.ndarray | None = None
-    parts: list[np.ndarray] = field(default_factory=list)  # vectors computed so far, in chunk order
-    embedded: int = 0  # chunks with a vector
-
-    @property
-    def complete(self) -> bool:
-        return self.embedded == len(self.chunks)
-
-
-class Embedder(Protocol):
-    name: str
-    max_tokens: int
-
-    def token_offsets(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]: ...
-    def embed_documents(self, texts: Sequence[str]) -> np.ndarray: ...
-
-
-def document_hash(doc: Document, sig: bytes) -> str:
-    """Content hash of a document that did not come from a file (table rows, datasets)."""
-    payload = json.dumps([doc.title, doc.text, doc.metadata], sort_keys=True, ensure_ascii=False, default=str)
-    return content_hash(payload.encode("utf-8"), sig)
-
-
 @dataclass
 class Ingest:
-    """One ingest run into a knowledge base: of files (run) or of documents from elsewhere (run_documents)."""
+    """Ingest runs into a knowledge base: of files (plan_files, then run_plan; or run) or of documents
+    from elsewhere (run_documents)."""
 
     connect: Callable  # () -> context manager yielding a psycopg connection
     schema: str
@@ -235,73 +114,46 @@ class Ingest:
     overlap_tokens: int = 32
     max_file_bytes: int = 100_000_000
     max_text_chars: int = 20_000_000
-    # chunks per embedding call: the model sorts them by length into batches, so a long call
-    # pads little and keeps the model busy
-    batch_chunks: int = 512
-    # A remote API's inputs per request. When set, batches wait until full and are cut at a
-    # multiple of it, so that only the last request of a run is partly filled.
-    api_batch: int | None = None
+    flow: Flow = field(default_factory=Flow)
     budget: Budget | None = None  # checked before each batch is sent
     vector_type: str = "vector"  # the embedding column's type (halfvec above 2,000 dimensions)
-    queue_documents: int = 64  # documents in flight between stages (back-pressure)
-    write_documents: int = 64  # documents stored per transaction at most
-    diff_batch: int = 500  # documents looked up at once when streaming documents
     progress: Progress = field(default_factory=NoProgress)
-    on_plan: Callable[[int | None], None] = lambda todo: None  # told how many documents will be (re)embedded
 
     @property
     def signature(self) -> bytes:
         return signature(self.embedder.name, self.chunk_tokens, self.overlap_tokens)
 
-    def run(
-        self,
-        paths: Sequence[Path],
-        *,
-        include: Sequence[str] = (),
-        exclude: Sequence[str] = (),
-        prune: bool = False,
-    ) -> IngestReport:
-        """Ingest files and folders; unchanged files (same content hash) cost one read and no model time."""
-        started = time.perf_counter()
-        report = IngestReport()
-        files, report.skipped, roots = discover(paths, include, exclude)
-        if not files and not report.skipped and not prune:
-            where = ", ".join(str(p) for p in paths)
-            raise PgaskError(f"no documents found in {where}{_filters_named(include, exclude)}")
-        if not files and not prune:
-            raise PgaskError(
-                f"no supported documents in {', '.join(str(p) for p in paths)}{_filters_named(include, exclude)} "
-                f"({plural(len(report.skipped), 'other file')}; pgask reads .md .txt .rst .html .pdf)"
-            )
-        sig = self.signature
+    def plan_files(self, paths: Sequence[Path], *, include: Sequence[str] = (), exclude: Sequence[str] = (),
+                   prune: bool = False) -> FilePlan:
+        """Which files under `paths` are new or changed (nothing is loaded or embedded yet)."""
+        return plan_files(paths, include=include, exclude=exclude, prune=prune, sig=self.signature,
+                          max_file_bytes=self.max_file_bytes, connect=self.connect, schema=self.schema)
 
-        hashes: dict[Path, str] = {}
-        for path in files:
-            try:
-                hashes[path] = content_hash(read_file(path, self.max_file_bytes), sig)
-            except LoadError as exc:
-                report.failed.append({"source": source_of(path), "error": str(exc)})
-        with self.connect() as conn:
-            stored = store.existing_hashes(conn, self.schema, [source_of(p) for p in hashes])
-        todo = [p for p in hashes if stored.get(source_of(p)) != hashes[p]]
-        report.unchanged = len(hashes) - len(todo)
+    def run_plan(self, plan: FilePlan) -> IngestReport:
+        """Load, chunk, embed and store the planned files; with the plan's prune, delete documents of files gone."""
+        report = IngestReport(unchanged=plan.unchanged, failed=list(plan.failed), skipped=list(plan.skipped))
+        sig = self.signature
 
         def load_file(path: Path) -> tuple[Document, str]:
             data = read_file(path, self.max_file_bytes)
             # hash what was actually read: a file that changed since discovery is stored as read
             return load(path, data, source_of(path), max_text_chars=self.max_text_chars), content_hash(data, sig)
 
-        self.on_plan(len(todo))
-        self.progress.start(len(todo))
-        pending = (Pending(source_of(p), source_of(p) in stored, functools.partial(load_file, p)) for p in todo)
-        self._interruptible(pending, report)
-
-        if prune:
-            present = {source_of(p) for p in files} | set(report.skipped)
-            scope = [source_of(p) for p in roots] + [source_of(Path(p)) for p in paths if not Path(p).is_dir()]
+        self.progress.start(len(plan.todo))
+        pending = (Pending(source_of(p), source_of(p) in plan.stored, functools.partial(load_file, p))
+                   for p in plan.todo)
+        self._stages(pending, report)
+        if plan.prune:
+            present = {source_of(p) for p in plan.files} | set(report.skipped)
+            scope = [source_of(p) for p in plan.roots] + [source_of(Path(p)) for p in plan.paths if not Path(p).is_dir()]
             self._prune(scope, present, report)
-        report.seconds = time.perf_counter() - started
+        report.seconds = time.perf_counter() - plan.started
         return report
+
+    def run(self, paths: Sequence[Path], *, include: Sequence[str] = (), exclude: Sequence[str] = (),
+            prune: bool = False) -> IngestReport:
+        """Ingest files and folders; unchanged files (same content hash) cost one read and no model time."""
+        return self.run_plan(self.plan_files(paths, include=include, exclude=exclude, prune=prune))
 
     def run_documents(self, documents: Iterable[Document], *, prune_scope: Sequence[str] = ()) -> IngestReport:
         """Ingest documents that are not files (table rows, datasets), streamed in bounded memory.
@@ -313,22 +165,26 @@ class Ingest:
         report = IngestReport()
         sig = self.signature
         seen: set[str] = set()
+        unchanged = 0
 
         def pending() -> Iterator[Pending]:
-            for batch in _batched(documents, self.diff_batch):
+            nonlocal unchanged
+            for batch in _batched(documents, self.flow.diff_batch):
                 hashes = {doc.source: document_hash(doc, sig) for doc in batch}
                 seen.update(hashes)
                 with self.connect() as conn:
                     stored = store.existing_hashes(conn, self.schema, list(hashes))
                 for doc in batch:
                     if stored.get(doc.source) == hashes[doc.source]:
-                        report.unchanged += 1
+                        unchanged += 1
                     else:
                         yield Pending(doc.source, doc.source in stored, functools.partial(_loaded, doc, hashes[doc.source]))
 
-        self.on_plan(None)
         self.progress.start(None)
-        self._interruptible(pending(), report)
+        try:
+            self._stages(pending(), report)
+        finally:
+            report.unchanged += unchanged  # counted by the reader thread, written here
         if prune_scope:
             self._prune(prune_scope, seen, report)
         report.seconds = time.perf_counter() - started
@@ -354,155 +210,12 @@ class Ingest:
             gone = [s for s in store.sources_under(conn, self.schema, scope) if s not in present]
             report.deleted = store.delete_documents(conn, self.schema, gone)
 
-    # --- the three overlapping stages -------------------------------------------------------
-
-    def _read(self, pending: Iterable[Pending], out: queue.Queue, report: IngestReport,
-              stop: threading.Event, out_of_budget: threading.Event) -> None:
-        pending = iter(pending)
+    def _stages(self, pending: Iterable[Pending], report: IngestReport) -> None:
+        """The three stages; a Ctrl-C becomes IngestInterrupted, which carries what was stored by then."""
+        stages = Stages(connect=self.connect, schema=self.schema, vector_type=self.vector_type, flow=self.flow,
+                        embed=self.embedder.embed_documents, chunk=self.chunk, budget=self.budget,
+                        progress=self.progress, new_report=IngestReport)
         try:
-            for item in pending:
-                if stop.is_set():
-                    if out_of_budget.is_set():  # what was never read is part of what remains
-                        report.remaining.append(item.source)
-                        report.remaining.extend(later.source for later in pending)
-                    break
-                try:
-                    doc, digest = item.load()
-                    chunks = self.chunk(doc)
-                except LoadError as exc:
-                    report.failed.append({"source": item.source, "error": str(exc)})
-                    self.progress.advance(1, 0)
-                    continue
-                out.put(Prepared(item.source, doc.title, digest, doc.metadata, chunks, item.exists))
-        except BaseException as exc:  # noqa: BLE001 - handed to the calling thread
-            out.put(exc)
-        finally:
-            out.put(None)
-
-    def _store(self, conn: psycopg.Connection, docs: list, report: IngestReport) -> None:
-        """Store documents in one transaction; if the database refuses one, store them one by one
-        so that only the unstorable document fails (its transaction rolled back) and the rest go on."""
-        try:
-            store.replace_documents(conn, self.schema, [self._stored(doc) for doc in docs], self.vector_type)
-        except psycopg.DataError as exc:
-            if len(docs) > 1:
-                for doc in docs:
-                    self._store(conn, [doc], report)
-                return
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            report.failed.append({"source": docs[0].source, "error": f"the database refused it: {first}"})
-            self.progress.advance(1, 0)
-            return
-        for doc in docs:
-            if doc.exists:
-                report.updated += 1
-            else:
-                report.added += 1
-        chunks = sum(len(doc.chunks) for doc in docs)
-        report.chunks += chunks
-        self.progress.advance(len(docs), chunks)
-
-    @staticmethod
-    def _stored(doc: Prepared) -> store.StoredDocument:
-        return store.StoredDocument(doc.source, doc.title, doc.content_hash, doc.metadata,
-                                    [store.StoredChunk(c.ordinal, c.heading, c.content, c.token_count, v)
-                                     for c, v in zip(doc.chunks, doc.vectors)])
-
-    def _write(self, inbox: queue.Queue, report: IngestReport, errors: list) -> None:
-        done = False  # the end marker was taken: nothing more will come
-        try:
-            with self.connect() as conn:
-                while not done:
-                    # everything waiting goes in one transaction: one commit for many documents
-                    docs = [inbox.get()]
-                    while len(docs) < self.write_documents and not inbox.empty():
-                        docs.append(inbox.get())
-                    if None in docs:
-                        done, docs = True, docs[: docs.index(None)]
-                    if docs:
-                        self._store(conn, docs, report)
-        except BaseException as exc:  # noqa: BLE001
-            errors.append(exc)
-            while not done and inbox.get() is not None:  # drain so the embed stage never blocks on a dead writer
-                pass
-
-    def _batch_size(self, queued: int, done: bool, idle: bool) -> int:
-        """How many queued chunks to embed now (0: wait for more)."""
-        if done:
-            return queued
-        if self.api_batch is None:
-            # a local model: embed when the batch is full, or when the reader has nothing more right now
-            return queued if queued >= self.batch_chunks or idle else 0
-        return queued - queued % self.api_batch if queued >= self.batch_chunks else 0
-
-    def _interruptible(self, pending: Iterable[Pending], report: IngestReport) -> None:
-        """_load_embed_store; a Ctrl-C becomes IngestInterrupted, which carries what was stored by then."""
-        try:
-            self._load_embed_store(pending, report)
+            stages.run(pending, report)
         except KeyboardInterrupt as exc:
             raise IngestInterrupted(report) from exc
-
-    def _load_embed_store(self, pending: Iterable[Pending], report: IngestReport) -> None:
-        loaded: queue.Queue = queue.Queue(maxsize=self.queue_documents)
-        embedded: queue.Queue = queue.Queue(maxsize=self.queue_documents)
-        stop = threading.Event()
-        out_of_budget = threading.Event()
-        errors: list[BaseException] = []
-        reader = threading.Thread(target=self._read, args=(pending, loaded, report, stop, out_of_budget),
-                                  name="pgask-read", daemon=True)
-        writer = threading.Thread(target=self._write, args=(embedded, report, errors),
-                                  name="pgask-write", daemon=True)
-        reader.start()
-        writer.start()
-        waiting: collections.deque[Prepared] = collections.deque()  # documents in order, not yet stored
-        queued: list[tuple[Prepared, str]] = []  # chunks without a vector, with their documents
-        try:
-            done = False
-            while not done:
-                item = loaded.get()
-                if isinstance(item, BaseException):
-                    raise item
-                if item is None:
-                    done = True
-                else:
-                    waiting.append(item)
-                    queued.extend((item, chunk.embed_text) for chunk in item.chunks)
-                size = self._batch_size(len(queued), done, loaded.empty())
-                if size:
-                    if self.budget is not None and not self.budget.allows([text for _, text in queued[:size]]):
-                        out_of_budget.set()
-                        break
-                    self._embed(queued[:size])
-                    del queued[:size]
-                while waiting and waiting[0].complete:
-                    doc = waiting.popleft()
-                    doc.vectors = np.vstack(doc.parts) if doc.parts else np.zeros((0, 1), np.float32)
-                    embedded.put(doc)
-                if errors:
-                    break
-        finally:
-            stop.set()
-            embedded.put(None)
-            writer.join()
-            left = [doc.source for doc in waiting]
-            while reader.is_alive() or not loaded.empty():  # unblock a reader waiting on a full queue
-                try:
-                    item = loaded.get(timeout=0.1)
-                except queue.Empty:
-                    continue
-                if isinstance(item, Prepared):
-                    left.append(item.source)
-            if out_of_budget.is_set():
-                report.remaining[:0] = left  # before the sources the reader never reached
-        if errors:
-            raise errors[0]
-
-    def _embed(self, queued: list[tuple[Prepared, str]]) -> None:
-        vectors = self.embedder.embed_documents([text for _, text in queued])
-        at = 0
-        for _, group in itertools.groupby(queued, key=lambda pair: id(pair[0])):
-            pairs = list(group)
-            doc, n = pairs[0][0], len(pairs)
-            doc.parts.append(vectors[at: at + n])
-            doc.embedded += n
-            at += n

@@ -15,20 +15,19 @@ from ..errors import PgaskError
 from ..usage import Budget
 from .loaders import Document
 from .pipeline import Ingest, IngestReport, NoProgress, Progress
+from .stages import Flow
 
 
-def pipeline(kb, progress: Progress | None = None, on_plan: Callable[[int | None], None] = lambda todo: None,
-             budget: Budget | None = None) -> Ingest:
+def pipeline(kb, progress: Progress | None = None, budget: Budget | None = None) -> Ingest:
     """The pipeline that ingests into `kb` (a KnowledgeBase) with its settings and embedder."""
     emb, s = kb.embedder, kb.settings
     # an API gets full requests, several at once: a batch is one round of them
-    batching = dict(api_batch=emb.batch_size, batch_chunks=emb.batch_size * emb.concurrency) if kb.remote else {}
+    flow = Flow(api_batch=emb.batch_size, batch_chunks=emb.batch_size * emb.concurrency) if kb.remote else Flow()
     return Ingest(
         connect=kb.connection, schema=kb.schema, embedder=emb,
         chunk_tokens=s.chunk_tokens, overlap_tokens=s.overlap_tokens,
         max_file_bytes=s.max_file_mb * 1_000_000, max_text_chars=s.max_text_mb * 1_000_000,
-        progress=progress or NoProgress(), on_plan=on_plan, budget=budget,
-        vector_type=kb.knowledge_schema.vector_type, **batching,
+        flow=flow, budget=budget, vector_type=kb.knowledge_schema.vector_type, progress=progress or NoProgress(),
     )
 
 
@@ -67,21 +66,22 @@ class IngestSession:
                   prune: bool = False) -> IngestReport:
         """Add new and changed documents under `paths`; with prune, delete those whose files are gone."""
         job = self._job()
-        return self._accounted(job, lambda: job.run([Path(p) for p in paths], include=include, exclude=exclude,
-                                                    prune=prune))
+        plan = job.plan_files([Path(p) for p in paths], include=include, exclude=exclude, prune=prune)
+        self._plan(len(plan.todo))
+        return self._accounted(job, lambda: job.run_plan(plan))
 
     def add_documents(self, documents: Iterable[Document], *, prune_scope: Sequence[str] = ()) -> IngestReport:
         """Add new and changed documents that are not files (rows, datasets), streamed; see Ingest.run_documents."""
         job = self._job()
         return self._accounted(job, lambda: job.run_documents(documents, prune_scope=prune_scope))
 
-    def _plan(self, todo: int | None) -> None:
+    def _plan(self, todo: int) -> None:
         if self.kb.indexes.before_load(todo, stored_documents=self.stored_documents, present=self.indexed,
                                        notify=self.notify):
             self.indexed = []  # dropped: rebuilt on exit
 
     def _job(self) -> Ingest:
-        return pipeline(self.kb, self.progress, self._plan, self._budget())
+        return pipeline(self.kb, self.progress, self._budget())
 
     def _accounted(self, job: Ingest, run: Callable[[], IngestReport]) -> IngestReport:
         """Run an ingest and add the tokens and cost of its embedding calls to its report."""

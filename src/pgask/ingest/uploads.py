@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, BinaryIO, Callable
 
 from ..errors import PgaskError
 from .loaders import SUPPORTED, supported
-from .pipeline import source_of
+from .discovery import source_of
 
 if TYPE_CHECKING:
     from .pipeline import IngestReport

@@ -1,6 +1,7 @@
-"""Tables kept in sync: the remembered table sources, the watch triggers with their change
-queue, and `sync`, which re-reads only the queued rows of a watched table, or the whole table
-(embedding only the rows whose content hash changed) of one that is not watched.
+"""Table sources kept in sync: their remembered definitions, their watch (table_watch.py), and
+`sync`, which re-reads only the queued rows of a watched table, or the whole table (embedding only
+the rows whose content hash changed) of one that is not watched. Rows are read as documents by
+table_rows.py and added through the open ingest session.
 
 The source table may live in the knowledge base's database or in another one. Its definition
 is stored in the knowledge base (table_sources.sql) with the source URL's password masked; the
@@ -19,15 +20,15 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from ..db import store
-from ..db.connect import connect, detect_engine, mask_url
+from ..db.connect import connect, mask_url
 from ..db.schema import render
 from ..errors import PgaskError
 from .loaders import Document
 from .pipeline import IngestReport
 from .session import IngestSession
-from .tables import SOURCE_PREFIX, RowReader, Table, TableSpec, find_table, read_documents, row_reader
+from .table_rows import SOURCE_PREFIX, RowReader, Table, TableSpec, find_table, read_documents, row_reader
+from .table_watch import install_watch, is_watched, pending_changes, queue_table, remove_watch
 
-TRIGGER_EVENTS = ("insert", "update", "delete", "truncate")
 LOCK_CLASS = 0x70676173  # "pgas": advisory-lock namespace of sync, keyed by the table's oid
 SOURCE_HINT = "check --source-url or PGASK_SOURCE_URL"
 
@@ -106,76 +107,6 @@ def save_source(conn: psycopg.Connection, schema: str, source: TableSource) -> N
          s.where, source.source_url, source.watching, Jsonb(source.last_report)),
     )
     conn.commit()
-
-
-# --- the watch: triggers and change queue (in the source database) ------------------------------
-
-
-def _triggers(queue_schema: str) -> dict[str, sql.Identifier]:
-    # named after the knowledge base's schema, so two knowledge bases can watch one table
-    return {f"on_{event}": sql.Identifier(f"{queue_schema}_changes_{event}") for event in TRIGGER_EVENTS}
-
-
-def _queue(queue_schema: str) -> sql.Composed:
-    return sql.SQL("{}.table_changes").format(sql.Identifier(queue_schema))
-
-
-def is_watched(conn: psycopg.Connection, queue_schema: str, table: Table) -> bool:
-    """True when all the table's triggers and the queue they write to are in place."""
-    names = [name.as_string(conn).strip('"') for name in _triggers(queue_schema).values()]
-    triggers = conn.execute("SELECT count(*) FROM pg_trigger WHERE tgrelid = %s AND tgname = ANY(%s)",
-                            (table.oid, names)).fetchone()[0]
-    queue = conn.execute("SELECT to_regclass(%s)", (_queue(queue_schema).as_string(conn),)).fetchone()[0]
-    conn.rollback()
-    return triggers == len(TRIGGER_EVENTS) and queue is not None
-
-
-def install_watch(conn: psycopg.Connection, queue_schema: str, reader: RowReader) -> None:
-    table = reader.table
-    engine = detect_engine(conn)
-    if engine != "postgres":
-        raise PgaskError(f"--watch needs statement triggers with transition tables, which {engine} does not offer: "
-                         f"run `pgask sync` instead (it re-reads {table.qualified} and embeds only changed rows)")
-    if table.kind not in ("r", "p"):
-        raise PgaskError(f"--watch needs a table with triggers, and {table.qualified} is a view or foreign table: "
-                         "run `pgask sync` instead (it re-reads it and embeds only changed rows)")
-    try:
-        conn.execute(render("table_watch.sql", queue_schema, table=table.ident,
-                            id_column=reader.spec.id_column, **_triggers(queue_schema)))
-        conn.commit()
-    except psycopg.errors.InsufficientPrivilege as exc:
-        conn.rollback()
-        raise PgaskError(f"this database user may not add triggers to {table.qualified} "
-                         f"(it needs to own it or hold the TRIGGER privilege): {exc}") from exc
-
-
-def remove_watch(conn: psycopg.Connection, queue_schema: str, table: Table, *, own_schema: bool) -> None:
-    """Drop the table's triggers and queued changes; the queue goes with the last watched table.
-
-    `own_schema`: the queue schema is the knowledge base's own, never dropped.
-    """
-    conn.execute(render("table_unwatch.sql", queue_schema, table=table.ident, **_triggers(queue_schema)))
-    function = f"{sql.Identifier(queue_schema).as_string(conn)}.record_table_change()"
-    if conn.execute("SELECT to_regclass(%s)", (_queue(queue_schema).as_string(conn),)).fetchone()[0] is not None:
-        conn.execute(sql.SQL("DELETE FROM {} WHERE relid = %s").format(_queue(queue_schema)), (table.oid,))
-    still_used = conn.execute("SELECT count(*) FROM pg_trigger WHERE tgfoid = to_regprocedure(%s)",
-                              (function,)).fetchone()[0]
-    if not still_used:
-        conn.execute(render("table_changes_drop.sql", queue_schema))
-        if not own_schema:
-            try:
-                with conn.transaction():
-                    conn.execute(render("table_changes_schema_drop.sql", queue_schema))
-            except psycopg.errors.DependentObjectsStillExist:
-                pass  # other things live in that schema: it stays
-    conn.commit()
-
-
-def pending_changes(conn: psycopg.Connection, queue_schema: str, table: Table) -> int:
-    count = conn.execute(sql.SQL("SELECT count(*) FROM {} WHERE relid = %s").format(_queue(queue_schema)),
-                         (table.oid,)).fetchone()[0]
-    conn.rollback()
-    return count
 
 
 # --- ingest and sync ---------------------------------------------------------------------------
@@ -327,7 +258,7 @@ class TableSync:
         """
         table = reader.table
         result = TableReport(table.qualified, "changes", IngestReport())
-        queue = _queue(self.schema)
+        queue = queue_table(self.schema)
         with self._source(url) as q:
             q.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             while True:
