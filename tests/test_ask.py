@@ -121,7 +121,7 @@ def test_without_a_model_a_korean_question_is_searched_as_asked(loaded):
     assert translation.needs_translation("토마토에는 물을 얼마나 자주 줘야 하나요?", "english") == "english"
     assert translation.needs_translation("How often? (토마토)", "english") is None
     assert translation.needs_translation("토마토에는 물을 얼마나 자주 줘야 하나요?", "simple") is None
-    assert loaded.search_question("토마토에는 물을 얼마나 자주 줘야 하나요?") == "토마토에는 물을 얼마나 자주 줘야 하나요?"
+    assert loaded.asker.search_question("토마토에는 물을 얼마나 자주 줘야 하나요?") == "토마토에는 물을 얼마나 자주 줘야 하나요?"
 
 
 def passage(n: int, content: str) -> Hit:

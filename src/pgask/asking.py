@@ -20,7 +20,7 @@ from . import translation
 from .config import Settings
 from .db import query_cache
 from .errors import PgaskError
-from .search import Hit
+from .search import Hit, Selection
 from .usage import Call, sum_calls
 
 
@@ -32,27 +32,26 @@ class Asker:
         self.connection, self.settings, self.schema = connection, settings, settings.schema
         self.embedder, self.ledger, self.remote = embedder, ledger, remote
 
-    def retrieve(self, query: str, *, k: int, embedding=None, mode: str | None, calls: list[Call] | None = None,
+    def retrieve(self, query: str, *, k: int, selection: Selection, embedding=None, calls: list[Call] | None = None,
                  threshold: float | None = None, rerank: bool = False, **options) -> list[Hit]:
         """`k` hits; with `rerank`, the re-ranker's pick of a deeper list (search shows what the SQL
         functions return, answers read the re-ranked passages). `threshold` applies to what is kept."""
-        mode = searching.check_mode(mode or self.settings.search_mode)
         if embedding is None:
             embedding = self.embed_query(query, [] if calls is None else calls)
-        with self.connection() as conn:
-            # the settings win; else search reads what `pgask index` recorded, in the same round trip
-            hits = searching.search(conn, self.schema, query, embedding, mode=mode,
-                                    k=reranking.candidates(self.settings, k) if rerank else k,
-                                    ef_search=self.settings.hnsw_ef_search, probes=self.settings.ivfflat_probes,
-                                    **options)
-        if rerank:
-            hits = reranking.best(self.settings, query, hits, k)
-        return hits if threshold is None else [h for h in hits if h.similarity >= threshold]
 
-    def ask(self, question: str, *, history: Sequence[Mapping[str, str]] = (), k: int | None = None,
-            threshold: float | None = None, on_token: Callable[[str], None] | None = None,
-            on_question: Callable[[str], None] | None = None, mode: str | None = None,
-            filter: dict | None = None, source: str | None = None) -> answering.Answer:
+        def fetch(depth: int) -> list[Hit]:
+            with self.connection() as conn:
+                # the settings win; else search reads what `pgask index` recorded, in the same round trip
+                return searching.search(conn, self.schema, query, embedding, mode=selection.mode, k=depth,
+                                        filter=selection.filter, source=selection.source,
+                                        ef_search=self.settings.hnsw_ef_search, probes=self.settings.ivfflat_probes,
+                                        **options)
+
+        return reranking.retrieve(self.settings, query, k, fetch, rerank=rerank, threshold=threshold)
+
+    def ask(self, question: str, *, selection: Selection, history: Sequence[Mapping[str, str]] = (),
+            k: int | None = None, threshold: float | None = None, on_token: Callable[[str], None] | None = None,
+            on_question: Callable[[str], None] | None = None) -> answering.Answer:
         if not question or not question.strip():
             raise PgaskError("the question is empty")
         calls: list[Call] = []
@@ -61,8 +60,8 @@ class Asker:
             on_question(standalone)
         searched = self.search_question(standalone, calls)
         vector = self.embed_query(searched, calls)
-        hits = self.retrieve(searched, embedding=vector, k=k or self.settings.top_k, mode=mode, filter=filter,
-                             source=searching.source_prefix(source), threshold=threshold, rerank=True)
+        hits = self.retrieve(searched, embedding=vector, k=k or self.settings.top_k, selection=selection,
+                             threshold=threshold, rerank=True)
         result = answering.compose(standalone, vector, hits, embed=lambda texts: self.embed_texts(texts, calls),
                                    settings=self.settings,
                                    model=self.chat_model if self.settings.llm_configured else None,

@@ -18,18 +18,15 @@ from .answer import compose
 from .config import load_settings
 from .embed import Embedder, configured_embedder
 from .errors import PgaskError
-from .search import Hit, check_mode
+from .search import HYBRID_CANDIDATES, SEARCH_ARGUMENTS, SEARCH_CALLS, SEARCH_COLUMNS, Hit, check_mode
 
-# The passages pgask ask would use, by the knowledge base's search mode: the same SQL functions
-# kb.search calls ($1 question, $2 its vector, $3 how many). The metadata comes as text:
-# PL/Python hands jsonb over as a string unless a transform is installed.
-SEARCH_CALLS = {
-    "vector": "vector_search($2, $3)",
-    "keyword": "keyword_search($1, $3, query_embedding => $2)",
-    "hybrid": "hybrid_search($1, $2, $3)",
-}
-SEARCH = ("SELECT document_id, chunk_id, source, title, heading, content, similarity, score, "
-          "metadata::text AS metadata FROM {s}.{call}")
+# The passages pgask ask would use, by the knowledge base's search mode: the SQL functions and
+# arguments kb.search calls (search.SEARCH_CALLS), as $n parameters of a prepared plan. The metadata
+# comes as text: PL/Python hands jsonb over as a string unless a transform is installed.
+PLACEHOLDERS = {name: f"${n}" for n, name in enumerate(SEARCH_ARGUMENTS, 1)}
+TYPES = {"query": "text", "embedding": "vector", "k": "integer", "filter": "jsonb", "source": "text",
+         "metric": "text", "candidates": "integer"}
+SEARCH = "SELECT " + SEARCH_COLUMNS.replace("metadata", "metadata::text AS metadata") + " FROM {s}.{call}"
 
 
 def _built_with(plpy, schema: str) -> str | None:
@@ -79,14 +76,17 @@ def ask(plpy, GD: dict, schema: str, question: str) -> list[tuple[str, str, str]
         cache = GD.setdefault("pgask", {})
         mode = check_mode(settings.search_mode)
         if ("search", schema, mode) not in cache:
-            statement = SEARCH.format(s=plpy.quote_ident(schema), call=SEARCH_CALLS[mode])
-            cache[("search", schema, mode)] = plpy.prepare(statement, ["text", "vector", "integer"])
-        rows = plpy.execute(cache[("search", schema, mode)],
-                            [question, vector_literal([float(x) for x in vector]),
-                             reranking.candidates(settings, settings.top_k)])
-        hits = [Hit(r["document_id"], r["chunk_id"], r["source"], r["title"], r["heading"], r["content"],
-                    r["similarity"], r["score"], metadata=json.loads(r["metadata"])) for r in rows]
-        hits = reranking.best(settings, question, hits, settings.top_k)
+            statement = SEARCH.format(s=plpy.quote_ident(schema), call=SEARCH_CALLS[mode].format(**PLACEHOLDERS))
+            cache[("search", schema, mode)] = plpy.prepare(statement, [TYPES[name] for name in SEARCH_ARGUMENTS])
+
+        def fetch(depth: int) -> list[Hit]:
+            arguments = {"query": question, "embedding": vector_literal([float(x) for x in vector]), "k": depth,
+                         "filter": "{}", "source": None, "metric": "cosine", "candidates": HYBRID_CANDIDATES}
+            rows = plpy.execute(cache[("search", schema, mode)], [arguments[name] for name in SEARCH_ARGUMENTS])
+            return [Hit(r["document_id"], r["chunk_id"], r["source"], r["title"], r["heading"], r["content"],
+                        r["similarity"], r["score"], metadata=json.loads(r["metadata"])) for r in rows]
+
+        hits = reranking.retrieve(settings, question, settings.top_k, fetch)
         result = compose(question, vector, hits, embed=embedder.embed_documents, settings=settings)
     except PgaskError as exc:
         plpy.error(str(exc))

@@ -25,7 +25,7 @@ from .ingest.session import IngestSession, pipeline
 from .ingest.table_sources import TableReport, TableSourceInfo, TableSync
 from .ingest.table_rows import TableSpec
 from .search import Hit
-from .usage import Call, Ledger, Prices, summarise, summary_of
+from .usage import Ledger, Prices, summarise, summary_of
 
 Notify = Callable[[str], None]
 quiet: Notify = lambda message: None  # noqa: E731
@@ -177,8 +177,8 @@ class KnowledgeBase:
         if not query or not query.strip():
             raise PgaskError("the query is empty")
         return self.asker.retrieve(query, embedding=embedding, k=k or self.settings.top_k, threshold=threshold,
-                                   metric=metric, mode=mode, filter=filter, source=searching.source_prefix(source),
-                                   exact=exact, rerank=rerank)
+                                   selection=self._selection(mode, filter, source), metric=metric, exact=exact,
+                                   rerank=rerank)
 
     def ask(self, question: str, *, history: Sequence[Mapping[str, str]] = (), k: int | None = None,
             threshold: float | None = None, on_token: Callable[[str], None] | None = None,
@@ -189,7 +189,11 @@ class KnowledgeBase:
         searched for, before the search. mode, filter and source choose the passages as for `search`."""
         self.knowledge_schema.require()
         return self.asker.ask(question, history=history, k=k, threshold=threshold, on_token=on_token,
-                              on_question=on_question, mode=mode, filter=filter, source=source)
+                              on_question=on_question, selection=self._selection(mode, filter, source))
+
+    def _selection(self, mode: str | None, filter, source: str | None) -> searching.Selection:
+        """What the front end gave (KEY=VALUE pairs or an object, a relative prefix), normalised once."""
+        return searching.Selection.of(mode=mode, filter=filter, source=source, default_mode=self.settings.search_mode)
 
     def ask_events(self, question: str, **options: Any) -> Iterator[tuple[str, Any]]:
         """`ask` as a stream: ("question", standalone), ("token", text)..., then ("answer", Answer)."""
@@ -198,10 +202,6 @@ class KnowledgeBase:
     def answerable(self, hits: Sequence[Hit], *, threshold: float | None = None) -> bool:
         """Whether `hits` answer the question they were found for, or pgask says the documents do not."""
         return answerability.answerable(hits, threshold=self.settings.threshold if threshold is None else threshold)
-
-    def search_question(self, question: str, calls: list[Call] | None = None) -> str:
-        """What to search for: `question`, or its translation into the documents' language (asking.py)."""
-        return self.asker.search_question(question, calls)
 
     # --- documents (documents.py) ----------------------------------------------------------------
 

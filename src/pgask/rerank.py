@@ -132,6 +132,17 @@ def candidates(settings, k: int) -> int:
     return max(k, settings.rerank_depth) if configured(settings.rerank) else k
 
 
+def retrieve(settings, question: str, k: int, fetch, *, rerank: bool = True,
+             threshold: float | None = None) -> list:
+    """The one retrieval rule of every way of asking: `fetch(depth)` ranks that many passages (by SQL,
+    through psycopg or PL/Python), the re-ranker picks the best k of them when `rerank`, and a
+    `threshold` drops what is less similar than it."""
+    hits = fetch(candidates(settings, k) if rerank else k)
+    if rerank:
+        hits = best(settings, question, hits, k)
+    return hits if threshold is None else [h for h in hits if h.similarity >= threshold]
+
+
 def best(settings, question: str, hits: Sequence, k: int) -> list:
     """The k passages an answer reads: `hits` re-ranked when the settings and the question allow."""
     model = configured(settings.rerank)

@@ -8,9 +8,11 @@ metadata contains a JSON object and whose source starts with a prefix.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import asdict, dataclass, field
+from typing import Sequence
 
 import numpy as np
 import psycopg
@@ -74,6 +76,56 @@ def source_prefix(prefix: str | None) -> str | None:
     return resolved + "/" if prefix.endswith("/") and resolved != "/" else resolved
 
 
+def metadata_filter(value: dict | Sequence[str] | None) -> dict | None:
+    """A metadata filter as the JSON object documents' metadata must contain: a dict as given, or
+    KEY=VALUE pairs (the CLI's --filter), VALUE read as JSON when it parses as JSON, else as text."""
+    if value is None or isinstance(value, dict):
+        return value or None
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        raise PgaskError("a metadata filter must be a JSON object, such as {\"format\": \"pdf\"}")
+    wanted: dict = {}
+    for pair in value:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise PgaskError(f"{pair!r} is not KEY=VALUE")
+        if key in wanted:
+            raise PgaskError(f"{key!r} is given twice; for several values give a JSON array, {key}='[\"a\", \"b\"]'")
+        try:
+            wanted[key] = json.loads(text)
+        except json.JSONDecodeError:
+            wanted[key] = text
+    return wanted or None
+
+
+@dataclass(frozen=True)
+class Selection:
+    """Which passages a search or an answer may read: the search mode, documents whose metadata
+    contains `filter`, documents whose source starts with `source`. Every front end hands over what
+    its user gave (a mode or none, KEY=VALUE pairs or an object, a relative or absolute prefix);
+    `Selection.of` normalises it, once, inside KnowledgeBase.search and ask."""
+
+    mode: str
+    filter: dict | None = None
+    source: str | None = None
+
+    @classmethod
+    def of(cls, *, mode: str | None = None, filter: dict | Sequence[str] | None = None,
+           source: str | None = None, default_mode: str = "hybrid") -> "Selection":
+        return cls(check_mode(mode or default_mode), metadata_filter(filter), source_prefix(source))
+
+
+# Each search mode's SQL function (db/sql/search.sql), with its arguments by name: search() binds them
+# as %(name)s, the in-database ask (in_database.py) as $n placeholders of a prepared plan.
+SEARCH_CALLS = {
+    "vector": "vector_search({embedding}, {k}, {filter}, {source}, {metric})",
+    "keyword": "keyword_search({query}, {k}, {filter}, {source}, {embedding})",
+    "hybrid": "hybrid_search({query}, {embedding}, {k}, candidates => {candidates}, "
+              "filter => {filter}, source_prefix => {source}, metric => {metric})",
+}
+SEARCH_ARGUMENTS = ("query", "embedding", "k", "filter", "source", "metric", "candidates")
+SEARCH_COLUMNS = "document_id, chunk_id, source, title, heading, content, similarity, score, metadata"
+
+
 def check_metric(metric: str) -> str:
     if metric not in METRICS:
         raise PgaskError(f"unknown metric {metric!r}: use one of {', '.join(METRICS)}")
@@ -119,20 +171,12 @@ def search(
     """
     check_mode(mode)
     check_metric(metric)
-    if filter is not None and not isinstance(filter, dict):
-        raise PgaskError("a metadata filter must be a JSON object, such as {\"format\": \"pdf\"}")
+    filter = metadata_filter(filter)
     params = {"query": query, "embedding": np.asarray(embedding, dtype=np.float32), "k": k,
               "filter": Jsonb(filter or {}), "source": source or None, "metric": metric,
               "candidates": HYBRID_CANDIDATES}
-    call = {
-        "vector": "vector_search(%(embedding)s, %(k)s, %(filter)s, %(source)s, %(metric)s)",
-        "keyword": "keyword_search(%(query)s, %(k)s, %(filter)s, %(source)s, %(embedding)s)",
-        "hybrid": "hybrid_search(%(query)s, %(embedding)s, %(k)s, candidates => %(candidates)s, "
-                  "filter => %(filter)s, source_prefix => %(source)s, metric => %(metric)s)",
-    }[mode]
-    statement = sql.SQL(
-        "SELECT document_id, chunk_id, source, title, heading, content, similarity, score, metadata FROM {}." + call
-    ).format(sql.Identifier(schema))
+    call = SEARCH_CALLS[mode].format(**{name: f"%({name})s" for name in SEARCH_ARGUMENTS})
+    statement = sql.SQL(f"SELECT {SEARCH_COLUMNS} FROM {{}}." + call).format(sql.Identifier(schema))
     depth = max(k, HYBRID_CANDIDATES) if mode == "hybrid" else k
     # HNSW returns at most ef_search rows per scan. Hybrid's candidate list needs ef_search >= its
     # depth, no more: the planner prices an HNSW scan by ef_search, and at 2 x 100 it prefers

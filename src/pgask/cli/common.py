@@ -110,26 +110,17 @@ def cited(hit) -> str:
     return hit.table_row or shown_source(hit.source)
 
 
-def metadata_filter(pairs: List[str]) -> dict | None:
-    """--filter key=value pairs -> the JSON object document metadata must contain."""
-    wanted: dict = {}
-    for pair in pairs:
-        key, sep, text = pair.partition("=")
-        if not sep or not key:
-            raise typer.BadParameter(f"{pair!r} is not KEY=VALUE", param_hint="--filter")
-        if key in wanted:
-            raise typer.BadParameter(f"{key!r} is given twice; for several values give a JSON array, "
-                                     f"{key}='[\"a\", \"b\"]'", param_hint="--filter")
-        try:
-            wanted[key] = json.loads(text)
-        except json.JSONDecodeError:
-            wanted[key] = text
-    return wanted or None
-
-
 def check_filters(pairs: List[str]) -> List[str]:
-    """Bad --filter values are usage errors (exit 2), found while the command line is parsed."""
-    metadata_filter(pairs)
+    """Bad --filter values are usage errors (exit 2), found while the command line is parsed; the
+    pairs themselves go to KnowledgeBase.search and ask, which read them (search.metadata_filter)."""
+    if not pairs:
+        return pairs
+    from ..search import metadata_filter
+
+    try:
+        metadata_filter(pairs)
+    except PgaskError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--filter") from exc
     return pairs
 
 

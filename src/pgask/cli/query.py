@@ -12,7 +12,7 @@ from ..config import MAX_K
 from ..errors import PgaskError
 from .common import (
     FilterOption, JsonOption, Metric, Mode, ModeOption, OldKOption, SourceOption, cited, emit_json, err,
-    handle_errors, knowledge_base, metadata_filter, out, shown_source, within)
+    handle_errors, knowledge_base, out, shown_source, within)
 
 
 def _selection_named(filters: List[str], source: Optional[str]) -> str:
@@ -69,7 +69,7 @@ def search(
     with knowledge_base() as kb:
         mode = mode or kb.settings.search_mode
         hits = kb.search(query, k=k, threshold=threshold, metric=metric, mode=mode,
-                         filter=metadata_filter(filters), source=source, rerank=rerank)
+                         filter=filters, source=source, rerank=rerank)
     if as_json:
         emit_json({"query": query, "results": [h.as_dict() for h in hits]})
     else:
@@ -127,7 +127,7 @@ def ask(
         streamed = not as_json and kb.settings.llm_configured
         on_token = (lambda t: out.print(escape(t), end="")) if streamed else None
         result = kb.ask(question, k=k, threshold=threshold, on_token=on_token, mode=mode,
-                        filter=metadata_filter(filters), source=source)
+                        filter=filters, source=source)
     if as_json:
         emit_json(result.as_dict())
     else:
