@@ -19,6 +19,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from . import korean
 from .db.schema import render
 from .errors import PgaskError
 
@@ -172,6 +173,8 @@ def search(
     check_mode(mode)
     check_metric(metric)
     filter = metadata_filter(filter)
+    # a Korean question's morphemes join its words, as each chunk's join its tsvector (korean.py)
+    query = korean.query_text(query) if mode != "vector" else query
     params = {"query": query, "embedding": np.asarray(embedding, dtype=np.float32), "k": k,
               "filter": Jsonb(filter or {}), "source": source or None, "metric": metric,
               "candidates": HYBRID_CANDIDATES}

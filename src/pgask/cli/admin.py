@@ -45,6 +45,8 @@ def index(
 def _backend_line(backend: dict | None) -> str:
     if backend is None:
         return "remote"
+    if backend["requested"] == "packaged":
+        return f"{backend['backend']} (the export its package ships)"
     if backend["requested"] != "auto":
         return f"{backend['backend']} (set by PGASK_EMBED_BACKEND)"
     if backend["backend"] is None:

@@ -10,8 +10,9 @@ from psycopg.types.json import Jsonb
 
 from ..errors import ModelMismatch, PgaskError
 
-SCHEMA_VERSION = 4  # 2: keyword statistics for BM25, search functions; 3: search functions read one snapshot;
-# 4: search functions Citus can plan (PL/pgSQL, not inlined SQL), set_search_settings
+SCHEMA_VERSION = 5  # 2: keyword statistics for BM25, search functions; 3: search functions read one snapshot;
+# 4: search functions Citus can plan (PL/pgSQL, not inlined SQL), set_search_settings;
+# 5: chunks.keywords (Korean morphemes) in the chunks' tsvector
 
 # The most dimensions pgvector's HNSW and IVFFlat indexes take, by column type.
 INDEX_MAX_DIMS = {"vector": 2000, "halfvec": 4000}
@@ -71,6 +72,7 @@ def install_script(schema: str, *, engine: str, model: str, dim: int, ts_config:
     if engine not in ENGINES:
         raise PgaskError(f"unknown engine {engine!r}: use one of {', '.join(ENGINES)}")
     steps = [render("schema.sql", schema, dim=dim, ts_config=ts_config, vector_type=sql.SQL(vector_type)),
+             render("keyword_upgrade.sql", schema, schema_name=schema, ts_config=ts_config),
              render("keyword_length.sql", schema, ts_config=ts_config)]
     if engine in DISTRIBUTION:
         steps.append(render(DISTRIBUTION[engine], schema, schema_name=schema))

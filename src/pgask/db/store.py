@@ -14,6 +14,8 @@ from psycopg.adapt import Dumper
 from psycopg.pq import Format
 from psycopg.types.json import Jsonb
 
+from .. import korean
+
 
 def stable_id(key: str) -> int:
     """A 63-bit id derived from a string, identical on every engine and every run."""
@@ -106,9 +108,13 @@ class _ArrayHalfvecDumper(_ArrayVectorDumper):
 
 
 def copy_chunks(conn: psycopg.Connection, schema: str, rows: Iterable[tuple], vector_type: str = "vector") -> int:
-    """Binary COPY of chunk rows (document_id, id, ordinal, heading, content, token_count, embedding ndarray)."""
+    """Binary COPY of chunk rows (document_id, id, ordinal, heading, content, token_count, embedding ndarray).
+
+    Each row gets its Korean keywords on the way (korean.py; empty for text without Hangul): a
+    generated column cannot call a Python analyzer, so they are computed here, where every
+    writer of chunks passes."""
     copy_sql = sql.SQL(
-        "COPY {}.chunks (document_id, id, ordinal, heading, content, token_count, embedding) "
+        "COPY {}.chunks (document_id, id, ordinal, heading, content, token_count, embedding, keywords) "
         "FROM STDIN WITH (FORMAT BINARY)"
     ).format(sql.Identifier(schema))
     count = 0
@@ -117,9 +123,9 @@ def copy_chunks(conn: psycopg.Connection, schema: str, rows: Iterable[tuple], ve
         oid = conn.adapters.types[vector_type].oid
         cur.adapters.register_dumper(np.ndarray, type("ArrayDumper", (base,), {"oid": oid}))
         with cur.copy(copy_sql) as copy:
-            copy.set_types(["int8", "int8", "int4", "text", "text", "int4", vector_type])
+            copy.set_types(["int8", "int8", "int4", "text", "text", "int4", vector_type, "text"])
             for row in rows:
-                copy.write_row(row)
+                copy.write_row((*row, korean.keywords(f"{row[3]} {row[4]}")))
                 count += 1
     return count
 

@@ -51,12 +51,18 @@ def get_embedder(model: str, *, backend: str = "auto", base_url: str | None = No
         from .remote import RemoteEmbedder
 
         return RemoteEmbedder(model, base_url=base_url, api_key=api_key, **remote_options)
-    key = (model, backend, base_url, cache_dir)
+    from .packaged import PackagedEmbedder, canonical
+
+    packaged = canonical(model)
+    key = (packaged, None, None, None) if packaged else (model, backend, base_url, cache_dir)
     with _lock:
         if key not in _loaded:
-            from .local import LocalEmbedder
+            if packaged:  # its ONNX file ships in a package: one way to run it, whatever the backend says
+                _loaded[key] = PackagedEmbedder(packaged)
+            else:
+                from .local import LocalEmbedder
 
-            _loaded[key] = LocalEmbedder(model, backend=backend, cache_dir=cache_dir)
+                _loaded[key] = LocalEmbedder(model, backend=backend, cache_dir=cache_dir)
         return _loaded[key]
 
 

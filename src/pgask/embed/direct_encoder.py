@@ -30,10 +30,11 @@ DTYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
 
 
 class DirectEncoder:
-    def __init__(self, session, tokenizer, *, lower_case: bool):
+    def __init__(self, session, tokenizer, *, lower_case: bool, pooling: str = "mean"):
         self.session = session
         self.tokenizer = tokenizer
         self.lower_case = lower_case
+        self.pooling = pooling  # mean over the tokens, or the first ([CLS]) token's state (BGE models)
         self.inputs = {i.name: DTYPES.get(i.type, np.int64) for i in session.get_inputs()}
         outputs = [o.name for o in session.get_outputs()]
         self.output = "last_hidden_state" if "last_hidden_state" in outputs else outputs[0]
@@ -69,7 +70,7 @@ class DirectEncoder:
                   "token_type_ids": encoding.type_ids}
         feed = {name: np.array([values[name]], dtype=dtype) for name, dtype in self.inputs.items()}
         tokens = self.session.run([self.output], feed)[0][0]
-        vector = tokens.mean(axis=0)  # no padding: every token counts
+        vector = tokens[0] if self.pooling == "cls" else tokens.mean(axis=0)  # no padding: every token counts
         return (vector / np.linalg.norm(vector)).astype(np.float32)
 
     @classmethod

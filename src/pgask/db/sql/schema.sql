@@ -31,7 +31,9 @@ CREATE TABLE IF NOT EXISTS {schema}.chunks (
     content     text NOT NULL,
     token_count integer NOT NULL,
     embedding   {vector_type}({dim}) NOT NULL, -- halfvec above 2,000 dimensions, so it can be indexed
-    fts         tsvector GENERATED ALWAYS AS (to_tsvector({ts_config}::regconfig, heading || ' ' || content)) STORED,
+    keywords    text NOT NULL DEFAULT '',      -- the Korean morphemes of heading and content (korean.py)
+    fts         tsvector GENERATED ALWAYS AS (
+                    to_tsvector({ts_config}::regconfig, heading || ' ' || content || ' ' || keywords)) STORED,
     PRIMARY KEY (document_id, id)
 );
 
