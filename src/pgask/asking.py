@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import queue
 import threading
-import time
 from dataclasses import replace
 from functools import cached_property
 from typing import Any, Callable, Iterator, Mapping, Sequence
-
-import numpy as np
 
 from . import answer as answering
 from . import conversation
@@ -18,7 +15,7 @@ from . import rerank as reranking
 from . import search as searching
 from . import translation
 from .config import Settings
-from .db import query_cache
+from .embed.cached import CachedQueries
 from .errors import PgaskError
 from .search import Hit, Selection
 from .usage import Call, sum_calls
@@ -27,17 +24,17 @@ from .usage import Call, sum_calls
 class Asker:
     """Search and ask over one knowledge base; `embedder()` and `ledger()` are the knowledge base's."""
 
-    def __init__(self, connection: Callable, settings: Settings, embedder: Callable, ledger: Callable, *,
-                 remote: bool):
+    def __init__(self, connection: Callable, settings: Settings, embedder: Callable, ledger: Callable):
         self.connection, self.settings, self.schema = connection, settings, settings.schema
-        self.embedder, self.ledger, self.remote = embedder, ledger, remote
+        self.embedder, self.ledger = embedder, ledger
+        self.queries = CachedQueries(embedder, connection, settings.schema, ledger)
 
-    def retrieve(self, query: str, *, k: int, selection: Selection, embedding=None, calls: list[Call] | None = None,
+    def retrieve(self, query: str, *, k: int, selection: Selection, embedding=None,
                  threshold: float | None = None, rerank: bool = False, **options) -> list[Hit]:
         """`k` hits; with `rerank`, the re-ranker's pick of a deeper list (search shows what the SQL
         functions return, answers read the re-ranked passages). `threshold` applies to what is kept."""
         if embedding is None:
-            embedding = self.embed_query(query, [] if calls is None else calls)
+            embedding = self.queries.embed_query(query)
 
         def fetch(depth: int) -> list[Hit]:
             with self.connection() as conn:
@@ -54,37 +51,34 @@ class Asker:
             on_question: Callable[[str], None] | None = None) -> answering.Answer:
         if not question or not question.strip():
             raise PgaskError("the question is empty")
-        calls: list[Call] = []
-        standalone = self.standalone_question(question, history, calls)
-        if on_question:
-            on_question(standalone)
-        searched = self.search_question(standalone, calls)
-        vector = self.embed_query(searched, calls)
-        hits = self.retrieve(searched, embedding=vector, k=k or self.settings.top_k, selection=selection,
-                             threshold=threshold, rerank=True)
-        result = answering.compose(standalone, vector, hits, embed=lambda texts: self.embed_texts(texts, calls),
-                                   settings=self.settings,
-                                   model=self.chat_model if self.settings.llm_configured else None,
-                                   on_token=on_token, threshold=threshold)
-        if result.usage:  # the chat model wrote it, or read the sources and found no answer
-            calls.append(self.record_chat(result.usage))
+        with self.ledger().collect() as calls:  # the model calls this answer cost
+            standalone = self.standalone_question(question, history)
+            if on_question:
+                on_question(standalone)
+            searched = self.search_question(standalone)
+            vector = self.queries.embed_query(searched)
+            hits = self.retrieve(searched, embedding=vector, k=k or self.settings.top_k, selection=selection,
+                                 threshold=threshold, rerank=True)
+            result = answering.compose(standalone, vector, hits, embed=self.embedder().embed_documents,
+                                       settings=self.settings,
+                                       model=self.chat_model if self.settings.llm_configured else None,
+                                       on_token=on_token, threshold=threshold)
+            if result.usage:  # the chat model wrote it, or read the sources and found no answer
+                self.record_chat(result.usage)
         result.usage = dict(result.usage or {}, **sum_calls(calls))
         return replace(result, question=question, standalone_question=standalone)
 
-    def search_question(self, question: str, calls: list[Call] | None = None) -> str:
+    def search_question(self, question: str) -> str:
         """What to search for: `question`, or with a chat model configured, its translation into the
         documents' language when it is written in another script (a Korean question, English docs)."""
         language = translation.needs_translation(question, self.settings.text_search_config)
         if language is None or not self.settings.llm_configured:
             return question
         reply, info = self.chat_model.complete(translation.translate_messages(question, language))
-        call = self.record_chat(info)
-        if calls is not None:
-            calls.append(call)
+        self.record_chat(info)
         return translation.clean_translation(reply, question)
 
-    def standalone_question(self, question: str, history: Sequence[Mapping[str, str]] = (),
-                            calls: list[Call] | None = None) -> str:
+    def standalone_question(self, question: str, history: Sequence[Mapping[str, str]] = ()) -> str:
         """`question` rewritten to stand on its own: by the chat model if configured, else by adding the
         conversation's key terms to a follow-up. Unchanged without history."""
         if not conversation.user_questions(history):
@@ -92,9 +86,7 @@ class Asker:
         if not self.settings.llm_configured:
             return conversation.expand_follow_up(question, history)
         reply, info = self.chat_model.complete(conversation.rewrite_messages(question, history))
-        call = self.record_chat(info)
-        if calls is not None:
-            calls.append(call)
+        self.record_chat(info)
         return conversation.clean_rewrite(reply, question)
 
     @staticmethod
@@ -128,28 +120,3 @@ class Asker:
         return self.ledger().record(Call(kind="chat", provider=answering.ChatModel.provider, model=info["model"],
                                          tokens_in=info["tokens_in"], tokens_out=info["tokens_out"],
                                          latency_ms=info["latency_ms"]))
-
-    def embed_query(self, text: str, calls: list[Call]) -> np.ndarray:
-        """The query's vector: a remote model's from the query cache when it was asked before."""
-        emb, ledger = self.embedder(), self.ledger()
-        if not self.remote:
-            return emb.embed_query(text)
-        started = time.perf_counter()
-        with self.connection() as conn:
-            vector = query_cache.get(conn, self.schema, emb.name, text)
-        if vector is not None:
-            latency_ms = round((time.perf_counter() - started) * 1000, 1)
-            calls.append(ledger.record(Call(kind="embed_query", provider=emb.provider, model=emb.model,
-                                            latency_ms=latency_ms, cached=True)))
-            return vector
-        vector = emb.embed([text], kind="embed_query", on_call=lambda call: calls.append(ledger.record(call)))[0]
-        with self.connection() as conn:
-            query_cache.put(conn, self.schema, emb.name, text, vector)
-        return vector
-
-    def embed_texts(self, texts: Sequence[str], calls: list[Call]) -> np.ndarray:
-        if not self.remote:
-            return self.embedder().embed_documents(texts)
-        ledger = self.ledger()
-        return self.embedder().embed(texts, kind="embed_documents",
-                                     on_call=lambda call: calls.append(ledger.record(call)))

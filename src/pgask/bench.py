@@ -198,7 +198,8 @@ def run(settings: Settings, options: BenchOptions, phases: Phases = _no_phase,
     with KnowledgeBase(settings.with_overrides(schema=BENCH_SCHEMA)) as kb:
         kb.drop()
         embedder = kb.embedder
-        result["backend"] = getattr(embedder, "backend", "remote")
+        embedder.prepare()  # a local model chooses its backend (measured once per machine) and loads
+        result["backend"] = (embedder.backend_info() or {"backend": "remote"})["backend"]
         result.update(model=embedder.name, dim=embedder.dim)
         kb.init()
         status = kb.status()

@@ -15,7 +15,7 @@ from .documents import DocumentPage, Documents, UploadedDocument
 from .config import Settings, load_settings
 from .db.lifecycle import Installed, KnowledgeSchema
 from .db.pool import Database
-from .embed import Embedder, configured_embedder, is_remote
+from .embed import Embedder, configured_embedder
 from .errors import PgaskError
 from .indexes import IndexInfo, Indexes
 from .ingest.chunking import Chunk
@@ -44,16 +44,13 @@ class KnowledgeBase:
         self.schema = self.settings.schema
         self.db = Database(self.settings)
         self._lock = threading.Lock()
-        # an embeddings API (billed, rate limited, its calls in the ledger) rather than a local model
-        self.remote = is_remote(self.settings.embed_model, self.settings.embed_base_url)
         self._embedder: Embedder | None = None
         self._ledger: Ledger | None = None
         self._model_ready = False
         self.knowledge_schema = KnowledgeSchema(self.connection, self.settings, lambda: self.embedder,
-                                                remote=self.remote, on_open=lambda: self.ledger.open())
+                                                on_open=lambda: self.ledger.open())
         self.indexes = Indexes(self.connection, self.schema, self.settings)
-        self.asker = Asker(self.connection, self.settings, lambda: self.embedder, lambda: self.ledger,
-                           remote=self.remote)
+        self.asker = Asker(self.connection, self.settings, lambda: self.embedder, lambda: self.ledger)
         self.documents = Documents(self.connection, self.knowledge_schema, Path(self.settings.home) / "uploads",
                                    max_file_bytes=self.settings.max_file_mb * 1_000_000, ingest=self.ingest)
 

@@ -52,13 +52,12 @@ class Status:
 def describe(kb) -> Status:
     """The status of `kb` (a KnowledgeBase), with one connection to its database."""
     s, emb = kb.settings, kb.embedder
-    remote = kb.remote
     info = Status(
         database_url=mask_url(kb.url), embedded=not s.database_url, schema=kb.schema, model=emb.name,
-        dim=emb.known_dim if remote else emb.dim,  # a remote model is not asked here
-        embedding=emb.describe() if remote else {"provider": "local", "model": emb.name},
+        dim=emb.known_dim,  # a remote model is not asked here
+        embedding=emb.describe(),
         # local models: the backend asked for and the one in use (auto: once measured)
-        embed_backend=emb.backend_info() if hasattr(emb, "backend_info") else None,
+        embed_backend=emb.backend_info(),
         llm={"configured": s.llm_configured, "model": s.llm_model if s.llm_configured else None,
              "base_url": s.llm_base_url, "api_key": s.openai_api_key.masked() if s.openai_api_key else None},
         home=None if s.database_url else str(s.home),

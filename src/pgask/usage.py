@@ -7,13 +7,16 @@ counting their tokens would slow every ingest and query for no information a use
 
 from __future__ import annotations
 
+import contextvars
+from contextlib import contextmanager
+
 import sys
 import threading
 from dataclasses import asdict, dataclass, replace
 from datetime import date
 from importlib import resources
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import psycopg
 from psycopg import sql
@@ -74,6 +77,9 @@ class Prices:
         return (tokens_in * price.get("input", 0) + tokens_out * price.get("output", 0)) / 1_000_000
 
 
+_collecting: contextvars.ContextVar[list | None] = contextvars.ContextVar("pgask_usage_collecting", default=None)
+
+
 class Ledger:
     """The model calls of one knowledge base: priced, written to its usage table, totalled.
 
@@ -94,6 +100,9 @@ class Ledger:
         """Price the call, write it (or hold it until `open`), and return it priced."""
         if not call.cached:
             call = replace(call, cost_usd=round(self.prices.cost(call.model, call.tokens_in, call.tokens_out), 10))
+        collected = _collecting.get()
+        if collected is not None:
+            collected.append(call)
         with self._lock:
             self._spent[call.kind] = self._spent.get(call.kind, 0.0) + call.cost_usd
             self._tokens[call.kind] = self._tokens.get(call.kind, 0) + call.tokens_in + call.tokens_out
@@ -102,6 +111,18 @@ class Ledger:
                 return call
         self._write([call])
         return call
+
+    @staticmethod
+    @contextmanager
+    def collect() -> Iterator[list[Call]]:
+        """`with ledger.collect() as calls:` every call recorded meanwhile in this context (and in the
+        threads an embedder starts for it) is also appended to `calls`: the cost of one answer."""
+        calls: list[Call] = []
+        token = _collecting.set(calls)
+        try:
+            yield calls
+        finally:
+            _collecting.reset(token)
 
     def open(self) -> None:
         """The usage table exists: write the calls held until now, and every later one at once."""

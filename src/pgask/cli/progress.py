@@ -98,9 +98,9 @@ def model_loader(kb) -> Callable[[], None]:
 
     def prepare() -> None:
         emb = kb.embedder
-        if not hasattr(emb, "backend_info"):  # an embeddings API: nothing to load
-            return
         backend = emb.backend_info()
+        if backend is None:  # an embeddings API: nothing to load
+            return
         if backend["backend"] is None:
             err.print("[dim]choosing the embedding backend: timing each one on this machine "
                       "(once; later runs reuse the choice)…[/dim]")

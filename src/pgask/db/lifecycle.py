@@ -32,10 +32,10 @@ class KnowledgeSchema:
     """`embedder()` gives the configured model (its name and size shape the tables); `on_open` runs
     once the schema is known to exist (the ledger starts writing then)."""
 
-    def __init__(self, connection: Callable, settings: Settings, embedder: Callable, *, remote: bool,
+    def __init__(self, connection: Callable, settings: Settings, embedder: Callable, *,
                  on_open: Callable[[], None]):
         self.connection, self.settings, self.schema = connection, settings, settings.schema
-        self.embedder, self.remote, self.on_open = embedder, remote, on_open
+        self.embedder, self.on_open = embedder, on_open
         self.ready = False
         self.vector_type = "vector"
 
@@ -64,7 +64,7 @@ class KnowledgeSchema:
         """Refuse an existing knowledge base of another model. A remote model of unknown size takes
         the size the knowledge base records (no API call); one of another name is refused unasked."""
         emb = self.embedder()
-        if self.remote and emb.known_dim is None:
+        if emb.known_dim is None:
             built = db_schema.read_settings(conn, self.schema).get("embedding") or {}
             if built.get("model") == emb.name:
                 emb.dim = built["dim"]

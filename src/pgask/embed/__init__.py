@@ -10,9 +10,30 @@ import numpy as np
 
 
 class Embedder(Protocol):
+    """What every caller of an embedder uses; nothing outside embed/ asks which kind it has."""
+
     name: str  # stable model identity recorded in pgask.settings, e.g. "sentence-transformers/all-MiniLM-L6-v2"
-    dim: int  # vector dimension
+    dim: int  # vector dimension (a remote model of unknown size is asked once)
     max_tokens: int  # longest input the model reads, in its own tokens, special tokens excluded
+    known_dim: int | None  # the dimension known without asking a model API (None: not yet known)
+    billed: bool  # an embeddings API: its calls cost money, are rate limited and go in the usage ledger
+    requests: tuple[int, int] | None  # an API's (inputs per request, requests at once); None for a local model
+
+    def describe(self) -> dict:
+        """Provider and model for `status`: {"provider": "local", "model": ...}, or an API's URL, key and limits."""
+        ...
+
+    def backend_info(self) -> dict | None:
+        """A local model's backend, asked for and in use (`status`); None for an API."""
+        ...
+
+    def prepare(self) -> None:
+        """Load what embedding needs now (a local model), so the first batch does not wait; an API: nothing."""
+        ...
+
+    def count_tokens(self, texts: Sequence[str]) -> int:
+        """The tokens an API bills for `texts` (its budget estimate); 0 for a model that is not billed."""
+        ...
 
     def token_offsets(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
         """Character (start, end) of each model token of each text, special tokens excluded."""

@@ -83,6 +83,21 @@ class LocalEmbedder:
             chosen = found.backend if found else None
         return {"requested": self.requested_backend, "backend": chosen, "isa": backends.cpu_isa()}
 
+    # --- the rest of the Embedder protocol: a local model is free, unlimited, known in size ------
+
+    billed = False
+    requests = None
+
+    @property
+    def known_dim(self) -> int | None:
+        return self.dim
+
+    def describe(self) -> dict:
+        return {"provider": "local", "model": self.name}
+
+    def count_tokens(self, texts: Sequence[str]) -> int:
+        return 0  # nothing is billed
+
     def prepare(self) -> None:
         """Choose the backend (measured once per machine) and load what embedding needs, now."""
         if not self.direct_encoder:

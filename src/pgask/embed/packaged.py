@@ -69,6 +69,21 @@ class PackagedEmbedder:
         """What `status` shows: one way to run it, the export as the package ships it."""
         return {"requested": "packaged", "backend": "onnx-int8", "isa": None}
 
+    # --- the rest of the Embedder protocol: a local model is free, unlimited, known in size ------
+
+    billed = False
+    requests = None
+
+    @property
+    def known_dim(self) -> int | None:
+        return self.dim
+
+    def describe(self) -> dict:
+        return {"provider": "local", "model": self.name}
+
+    def count_tokens(self, texts: Sequence[str]) -> int:
+        return 0  # nothing is billed
+
     def prepare(self) -> None:
         self.encoder  # noqa: B018 - loads it
 

@@ -10,6 +10,8 @@ normalised to unit length, as search assumes.
 
 from __future__ import annotations
 
+import contextvars
+
 import threading
 import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
@@ -164,7 +166,7 @@ class RemoteEmbedder:
     def dim(self) -> int:
         """The vector size; a model of unknown size is asked once, with a two-word probe."""
         if self._dim is None:
-            self.embed(["dimension probe"], kind="embed_probe", on_call=self.on_call)
+            self._embed(["dimension probe"], kind="embed_probe", on_call=self.on_call)
         return self._dim
 
     @dim.setter
@@ -179,12 +181,22 @@ class RemoteEmbedder:
         return self.tokenizer.offsets(texts)
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
-        return self.embed(texts, kind="embed_documents", on_call=self.on_call)
+        return self._embed(texts, kind="embed_documents", on_call=self.on_call)
 
     def embed_query(self, text: str) -> np.ndarray:
-        return self.embed([text], kind="embed_query", on_call=self.on_call)[0]
+        return self._embed([text], kind="embed_query", on_call=self.on_call)[0]
 
-    # --- beyond the protocol -------------------------------------------------------------------
+    billed = True
+
+    @property
+    def requests(self) -> tuple[int, int]:
+        return self.batch_size, self.concurrency
+
+    def backend_info(self) -> None:
+        return None
+
+    def prepare(self) -> None:
+        pass  # nothing to load
 
     def count_tokens(self, texts: Sequence[str]) -> int:
         return sum(self.tokenizer.counts(texts))
@@ -200,7 +212,7 @@ class RemoteEmbedder:
             "rpm": self.rpm, "tpm": self.tpm,
         }
 
-    def embed(self, texts: Sequence[str], *, kind: str, on_call: Callable[[Call], object] | None) -> np.ndarray:
+    def _embed(self, texts: Sequence[str], *, kind: str, on_call: Callable[[Call], object] | None) -> np.ndarray:
         """Unit vectors for `texts`, in order; each answered request is reported to on_call."""
         texts = list(texts)
         if not texts:
@@ -227,7 +239,8 @@ class RemoteEmbedder:
                 request(i)
         elif todo:
             with ThreadPoolExecutor(min(self.concurrency, len(todo)), thread_name_prefix="pgask-embed") as pool:
-                futures = [pool.submit(request, i) for i in todo]
+                # each request in the caller's context, so that usage.Ledger.collect sees its call
+                futures = [pool.submit(contextvars.copy_context().run, request, i) for i in todo]
                 done, _ = wait(futures, return_when=FIRST_EXCEPTION)
                 failed = next((f for f in done if f.exception()), None)
                 if failed is not None:

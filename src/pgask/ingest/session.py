@@ -22,7 +22,8 @@ def pipeline(kb, progress: Progress | None = None, budget: Budget | None = None)
     """The pipeline that ingests into `kb` (a KnowledgeBase) with its settings and embedder."""
     emb, s = kb.embedder, kb.settings
     # an API gets full requests, several at once: a batch is one round of them
-    flow = Flow(api_batch=emb.batch_size, batch_chunks=emb.batch_size * emb.concurrency) if kb.remote else Flow()
+    requests = emb.requests
+    flow = Flow(api_batch=requests[0], batch_chunks=requests[0] * requests[1]) if requests else Flow()
     return Ingest(
         connect=kb.connection, schema=kb.schema, embedder=emb,
         chunk_tokens=s.chunk_tokens, overlap_tokens=s.overlap_tokens,
@@ -105,8 +106,9 @@ class IngestSession:
             raise PgaskError(f"the budget must be zero or more dollars, not {limit}")
         emb, ledger = kb.embedder, kb.ledger
         start = ledger.spent("embed_documents")
+        priced = emb.describe()["model"]
 
         def estimate(texts: Sequence[str]) -> float:
-            return ledger.prices.cost(emb.model, emb.count_tokens(texts)) if kb.remote else 0.0
+            return ledger.prices.cost(priced, emb.count_tokens(texts))  # 0 tokens for a model not billed
 
         return Budget(limit, estimate=estimate, spent=lambda: ledger.spent("embed_documents") - start)
