@@ -104,7 +104,7 @@ def test_auto_picks_an_available_backend_within_the_cosine_floor_and_remembers(c
         assert recorded.chunks_per_s[chosen] == max(recorded.chunks_per_s[b] for b in eligible)
     fresh = LocalEmbedder(DEFAULT_MODEL, backend="auto", cache_dir=cache)
     assert fresh.backend_info() == {"requested": "auto", "backend": chosen, "isa": backends.cpu_isa()}
-    assert fresh._model is None  # read from the record: nothing measured or loaded
+    assert not fresh.model_loaded  # read from the record: nothing measured or loaded
 
 
 def test_a_stale_choice_is_measured_again(cache, tmp_path):

@@ -54,7 +54,7 @@ def test_the_light_path_gives_the_vectors_of_the_loaded_model(shared_kb):
     if not emb.backend.startswith("onnx"):
         pytest.skip(f"the backend here is {emb.backend}")
     light = LocalEmbedder(emb.name, backend=emb.backend, cache_dir=emb.cache_dir)
-    assert light.direct_encoder is not None and light._model is None  # built from files alone
+    assert light.direct_encoder is not None and not light.model_loaded  # built from files alone
     loaded = DirectEncoder.for_backend(light.model, emb.backend)  # now load the model the usual way
     texts = ["Water tomato plants deeply, twice a week.", "ÉCLAIRS and Crème brûlée — Ünïcode!", "x " * 400]
     for text in texts:

@@ -83,6 +83,11 @@ class LocalEmbedder:
             chosen = found.backend if found else None
         return {"requested": self.requested_backend, "backend": chosen, "isa": backends.cpu_isa()}
 
+    @property
+    def model_loaded(self) -> bool:
+        """Whether the sentence-transformers model is in memory (the light ONNX path never loads it)."""
+        return self._model is not None
+
     # --- the rest of the Embedder protocol: a local model is free, unlimited, known in size ------
 
     billed = False
