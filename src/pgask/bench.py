@@ -15,9 +15,9 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from psycopg import sql
@@ -47,6 +47,65 @@ class BenchOptions:
     ef_search: int | None = None  # None: pgask's default
     compare_torch: int = 256  # chunks embedded by both torch fp32 and the backend in use (0: skip)
     cold_runs: int = 3  # fresh `pgask status` and `pgask search` processes timed, each (0: skip)
+
+
+UNSET: Any = type("Unset", (), {"__repr__": lambda self: "UNSET"})()  # a phase that did not run
+
+
+@dataclass
+class BenchResult:
+    """What `pgask bench` measured, in the order `--json` gives it; UNSET: a phase that did not run
+    (workers on one node, cold start with no runs, the torch comparison, the synthetic rows)."""
+
+    cpu: str
+    cores: int | None
+    backend: str = ""
+    model: str = ""
+    dim: int = 0
+    engine: str = ""
+    server_version: str = ""
+    workers: int = UNSET  # Citus workers
+    encode_chunks_per_s: float = 0.0
+    documents: int = 0
+    chunks: int = 0
+    ingest_chunks_per_s: float = 0.0
+    ingest_to_encode_ratio: float = 0.0
+    ingest_peak_rss_mb: float = 0.0
+    hnsw_build_s: float = 0.0
+    m: int = 16
+    ef_construction: int = 64
+    ef_search: int | str = ""  # as given, or the default described
+    queries: int = 0
+    search_p50_ms: float = 0.0
+    search_p95_ms: float = 0.0
+    hybrid_p50_ms: float = 0.0
+    hybrid_p95_ms: float = 0.0
+    keyword_p50_ms: float = 0.0
+    keyword_p95_ms: float = 0.0
+    recall_at_10: float | None = None
+    cold_status_s: float = UNSET
+    cold_search_s: float = UNSET
+    cold_runs: int = UNSET
+    torch_encode_chunks_per_s: float = UNSET
+    speedup_vs_torch: float = UNSET
+    synthetic_rows: int = UNSET
+    copy_rows_per_s: int | None = None  # None: no synthetic rows
+    synthetic_hnsw_build_s: float = UNSET
+    index_memory_mb: int = UNSET
+    index_workers: int | None = UNSET
+    synthetic_queries: int = UNSET
+    synthetic_search_p50_ms: float = UNSET
+    synthetic_search_p95_ms: float = UNSET
+    synthetic_exact_p50_ms: float = UNSET
+    synthetic_exact_p95_ms: float = UNSET
+    synthetic_recall_at_10: float = UNSET
+    peak_rss_mb: float = 0.0
+
+    def has(self, name: str) -> bool:
+        return getattr(self, name) is not UNSET
+
+    def as_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self) if self.has(f.name)}
 
 
 def _no_phase(name: str, total: int | None) -> Callable[[int], None]:
@@ -185,7 +244,7 @@ def synthetic_search(kb: KnowledgeBase, options: BenchOptions, step: Callable[[i
 
 
 def run(settings: Settings, options: BenchOptions, phases: Phases = _no_phase,
-        notify: Callable[[str], None] = lambda message: None) -> dict:
+        notify: Callable[[str], None] = lambda message: None) -> BenchResult:
     """Measure everything `pgask bench` reports; returns the numbers (see the README's Performance).
 
     `notify` hears each number as soon as it is measured, so a long run shows what it found so far.
@@ -312,4 +371,4 @@ def run(settings: Settings, options: BenchOptions, phases: Phases = _no_phase,
     else:
         result["copy_rows_per_s"] = None
     result["peak_rss_mb"] = peak_rss_mb()
-    return result
+    return BenchResult(**result)

@@ -112,40 +112,40 @@ def bench(
     finally:
         progress.stop()
     if as_json:
-        emit_json(result)
+        emit_json(result.as_dict())
         return
     rows = [
-        ("machine", f"{result['cpu']}, {result['cores']} cores"),
-        ("database", result["engine"] + (f", {result['workers']} workers" if result.get("workers") else "")),
-        ("backend", f"{result['backend']} ({result['model']})"),
-        ("corpus", f"{result['documents']} documents, {result['chunks']} chunks"),
-        ("encode", f"{result['encode_chunks_per_s']:.1f} chunks/s (model only)"),
-        ("ingest", f"{result['ingest_chunks_per_s']:.1f} chunks/s end to end "
-                   f"({result['ingest_to_encode_ratio']:.2f} × encode)"),
+        ("machine", f"{result.cpu}, {result.cores} cores"),
+        ("database", result.engine + (f", {result.workers} workers" if result.has("workers") and result.workers else "")),
+        ("backend", f"{result.backend} ({result.model})"),
+        ("corpus", f"{result.documents} documents, {result.chunks} chunks"),
+        ("encode", f"{result.encode_chunks_per_s:.1f} chunks/s (model only)"),
+        ("ingest", f"{result.ingest_chunks_per_s:.1f} chunks/s end to end "
+                   f"({result.ingest_to_encode_ratio:.2f} × encode)"),
     ]
-    if "speedup_vs_torch" in result:
-        rows.append(("vs torch", f"{result['speedup_vs_torch']:.2f} × PyTorch fp32 "
-                                 f"({result['torch_encode_chunks_per_s']:.1f} chunks/s)"))
+    if result.has("speedup_vs_torch"):
+        rows.append(("vs torch", f"{result.speedup_vs_torch:.2f} × PyTorch fp32 "
+                                 f"({result.torch_encode_chunks_per_s:.1f} chunks/s)"))
     rows += [
-        ("search", f"p50 {result['search_p50_ms']:.1f} ms, p95 {result['search_p95_ms']:.1f} ms "
-                   f"over {result['queries']} queries (vector: embedding + SQL, HNSW)"),
-        ("hybrid", f"p50 {result['hybrid_p50_ms']:.1f} ms, p95 {result['hybrid_p95_ms']:.1f} ms "
+        ("search", f"p50 {result.search_p50_ms:.1f} ms, p95 {result.search_p95_ms:.1f} ms "
+                   f"over {result.queries} queries (vector: embedding + SQL, HNSW)"),
+        ("hybrid", f"p50 {result.hybrid_p50_ms:.1f} ms, p95 {result.hybrid_p95_ms:.1f} ms "
                    f"(embedding + HNSW and BM25, fused)"),
-        ("keyword", f"p50 {result['keyword_p50_ms']:.1f} ms, p95 {result['keyword_p95_ms']:.1f} ms (BM25)"),
-        ("recall@10", f"{result['recall_at_10']} (HNSW m={result['m']}, ef_construction={result['ef_construction']}, "
-                      f"ef_search={result['ef_search']}; vs exact search)"),
-        ("hnsw build", f"{result['hnsw_build_s']:.2f} s for {result['chunks']} chunks"),
+        ("keyword", f"p50 {result.keyword_p50_ms:.1f} ms, p95 {result.keyword_p95_ms:.1f} ms (BM25)"),
+        ("recall@10", f"{result.recall_at_10} (HNSW m={result.m}, ef_construction={result.ef_construction}, "
+                      f"ef_search={result.ef_search}; vs exact search)"),
+        ("hnsw build", f"{result.hnsw_build_s:.2f} s for {result.chunks} chunks"),
     ]
-    if "cold_search_s" in result:
-        rows.append(("cold start", f"status {result['cold_status_s']:.2f} s, search {result['cold_search_s']:.2f} s "
-                                   f"(a fresh process each, start to exit, median of {result['cold_runs']})"))
-    if result.get("copy_rows_per_s"):
-        rows += [("COPY", f"{result['copy_rows_per_s']:,} rows/s ({result['synthetic_rows']:,} synthetic {result['dim']}-d vectors)"),
-                 ("hnsw build", f"{result['synthetic_hnsw_build_s']:.1f} s for {result['synthetic_rows']:,} synthetic rows "
-                                f"({result['index_memory_mb']} MB maintenance_work_mem, {result['index_workers']} parallel workers)"),
-                 ("search", f"p50 {result['synthetic_search_p50_ms']:.1f} ms, p95 {result['synthetic_search_p95_ms']:.1f} ms, "
-                            f"recall@10 {result['synthetic_recall_at_10']} over {result['synthetic_queries']} synthetic "
-                            f"queries (exact: p50 {result['synthetic_exact_p50_ms']:.1f} ms)")]
-    rows.append(("peak RSS", f"{result['peak_rss_mb']:.0f} MB (ingest phase: {result['ingest_peak_rss_mb']:.0f} MB)"))
+    if result.has("cold_search_s"):
+        rows.append(("cold start", f"status {result.cold_status_s:.2f} s, search {result.cold_search_s:.2f} s "
+                                   f"(a fresh process each, start to exit, median of {result.cold_runs})"))
+    if result.copy_rows_per_s:
+        rows += [("COPY", f"{result.copy_rows_per_s:,} rows/s ({result.synthetic_rows:,} synthetic {result.dim}-d vectors)"),
+                 ("hnsw build", f"{result.synthetic_hnsw_build_s:.1f} s for {result.synthetic_rows:,} synthetic rows "
+                                f"({result.index_memory_mb} MB maintenance_work_mem, {result.index_workers} parallel workers)"),
+                 ("search", f"p50 {result.synthetic_search_p50_ms:.1f} ms, p95 {result.synthetic_search_p95_ms:.1f} ms, "
+                            f"recall@10 {result.synthetic_recall_at_10} over {result.synthetic_queries} synthetic "
+                            f"queries (exact: p50 {result.synthetic_exact_p50_ms:.1f} ms)")]
+    rows.append(("peak RSS", f"{result.peak_rss_mb:.0f} MB (ingest phase: {result.ingest_peak_rss_mb:.0f} MB)"))
     for name, value in rows:
         out.print(f"[bold]{name:>10}[/bold]  {escape(value)}")
