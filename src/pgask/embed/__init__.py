@@ -48,6 +48,25 @@ class Embedder(Protocol):
         ...
 
 
+class OnThisMachine:
+    """The part of the protocol every local model shares: free, unlimited, known in size."""
+
+    billed = False
+    requests = None
+    name: str
+    dim: int
+
+    @property
+    def known_dim(self) -> int | None:
+        return self.dim
+
+    def describe(self) -> dict:
+        return {"provider": "local", "model": self.name}
+
+    def count_tokens(self, texts: Sequence[str]) -> int:
+        return 0  # nothing is billed
+
+
 _loaded: dict[tuple, Embedder] = {}
 _lock = threading.Lock()
 

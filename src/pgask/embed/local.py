@@ -12,7 +12,7 @@ import numpy as np
 
 from ..config import DEFAULT_MODEL
 from ..errors import PgaskError
-from . import autoselect, backends
+from . import OnThisMachine, autoselect, backends
 from .direct_encoder import DirectEncoder, encode_passages, load_direct
 
 ALIASES = {DEFAULT_MODEL, "all-MiniLM-L6-v2", "sentence-transformers/all-minilm-l6-v2"}
@@ -34,7 +34,7 @@ def _dim_from_files(path: str) -> int | None:
     return None
 
 
-class LocalEmbedder:
+class LocalEmbedder(OnThisMachine):
     """sentence-transformers model loaded on first use (so commands that embed nothing start fast).
 
     `backend` is torch, onnx, onnx-int8, cuda, or auto: the fastest of those that keeps the
@@ -87,21 +87,6 @@ class LocalEmbedder:
     def model_loaded(self) -> bool:
         """Whether the sentence-transformers model is in memory (the light ONNX path never loads it)."""
         return self._model is not None
-
-    # --- the rest of the Embedder protocol: a local model is free, unlimited, known in size ------
-
-    billed = False
-    requests = None
-
-    @property
-    def known_dim(self) -> int | None:
-        return self.dim
-
-    def describe(self) -> dict:
-        return {"provider": "local", "model": self.name}
-
-    def count_tokens(self, texts: Sequence[str]) -> int:
-        return 0  # nothing is billed
 
     def prepare(self) -> None:
         """Choose the backend (measured once per machine) and load what embedding needs, now."""

@@ -18,6 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import PgaskError
+from . import OnThisMachine
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,7 @@ def canonical(name: str) -> str | None:
     return name if name in MODELS else None
 
 
-class PackagedEmbedder:
+class PackagedEmbedder(OnThisMachine):
     """A model from MODELS, loaded on first use from its package's files."""
 
     def __init__(self, name: str):
@@ -68,21 +69,6 @@ class PackagedEmbedder:
     def backend_info(self) -> dict:
         """What `status` shows: one way to run it, the export as the package ships it."""
         return {"requested": "packaged", "backend": "onnx-int8", "isa": None}
-
-    # --- the rest of the Embedder protocol: a local model is free, unlimited, known in size ------
-
-    billed = False
-    requests = None
-
-    @property
-    def known_dim(self) -> int | None:
-        return self.dim
-
-    def describe(self) -> dict:
-        return {"provider": "local", "model": self.name}
-
-    def count_tokens(self, texts: Sequence[str]) -> int:
-        return 0  # nothing is billed
 
     def prepare(self) -> None:
         self.encoder  # noqa: B018 - loads it
