@@ -156,3 +156,13 @@ def test_status_shows_the_backend(cli_env, corpus):
     assert data["embed_backend"] == {"requested": "onnx", "backend": "onnx", "isa": backends.cpu_isa()}
     human = runner.invoke(app, ["status"], env=env).stdout
     assert "backend  onnx (set by PGASK_EMBED_BACKEND)" in human
+
+
+def test_the_instruction_set_read_from_the_kernel_is_the_one_numpy_finds():
+    # `pgask status` reads /proc/cpuinfo instead of importing numpy; both must pick the same int8 files
+    from pgask.embed import backends
+
+    flags = backends.linux_cpu_flags()
+    if flags is None:
+        pytest.skip("no /proc/cpuinfo here: the instruction set comes from numpy")
+    assert backends.isa_of(flags) == backends.isa_of(backends.numpy_cpu_flags()) == backends.cpu_isa()

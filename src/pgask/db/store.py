@@ -5,9 +5,8 @@ from __future__ import annotations
 import hashlib
 import struct
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
-import numpy as np
 import psycopg
 from psycopg import sql
 from psycopg.adapt import Dumper
@@ -15,6 +14,9 @@ from psycopg.pq import Format
 from psycopg.types.json import Jsonb
 
 from .. import korean
+
+if TYPE_CHECKING:  # numpy loads on first use: commands that embed nothing (`pgask status`) never import it
+    import numpy as np
 
 
 def stable_id(key: str) -> int:
@@ -121,6 +123,8 @@ def copy_chunks(conn: psycopg.Connection, schema: str, rows: Iterable[tuple], ve
     with conn.cursor() as cur:
         base = _ArrayHalfvecDumper if vector_type == "halfvec" else _ArrayVectorDumper
         oid = conn.adapters.types[vector_type].oid
+        import numpy as np
+
         cur.adapters.register_dumper(np.ndarray, type("ArrayDumper", (base,), {"oid": oid}))
         with cur.copy(copy_sql) as copy:
             copy.set_types(["int8", "int8", "int4", "text", "text", "int4", vector_type, "text"])

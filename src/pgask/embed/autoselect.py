@@ -16,8 +16,6 @@ from dataclasses import asdict, dataclass, field
 from importlib import metadata, resources
 from pathlib import Path
 
-import numpy as np
-
 from . import backends
 from .direct_encoder import DirectEncoder, encode_passages
 
@@ -74,6 +72,8 @@ def measure(path: str, name: str, cache: Path, candidates: list[str], isa: str) 
     # timed as LocalEmbedder.embed_documents runs each backend, so that what is timed is what is used
     encode = {b: (lambda m, direct: lambda: encode_passages(m, direct, texts))(m, DirectEncoder.for_backend(m, b))
               for b, m in models.items()}
+    import numpy as np
+
     vectors = {b: np.asarray(run(), dtype=np.float32) for b, run in encode.items()}  # also warms each up
     best = dict.fromkeys(candidates, 0.0)
     for _ in range(ROUNDS):

@@ -5,13 +5,14 @@ free and fast, is asked directly."""
 from __future__ import annotations
 
 import time
-from typing import Callable
-
-import numpy as np
+from typing import TYPE_CHECKING, Callable
 
 from ..db import query_cache
 from ..usage import Call
 from . import Embedder
+
+if TYPE_CHECKING:  # numpy loads on first use: commands that embed nothing (`pgask status`) never import it
+    import numpy as np
 
 
 class CachedQueries:

@@ -22,11 +22,12 @@ encode() serves the rest.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-import numpy as np
+if TYPE_CHECKING:  # numpy loads on first use: commands that embed nothing (`pgask status`) never import it
+    import numpy as np
 
-DTYPES = {"tensor(int64)": np.int64, "tensor(int32)": np.int32}
+DTYPES = {"tensor(int64)": "int64", "tensor(int32)": "int32"}  # numpy dtype names
 
 
 class DirectEncoder:
@@ -35,7 +36,7 @@ class DirectEncoder:
         self.tokenizer = tokenizer
         self.lower_case = lower_case
         self.pooling = pooling  # mean over the tokens, or the first ([CLS]) token's state (BGE models)
-        self.inputs = {i.name: DTYPES.get(i.type, np.int64) for i in session.get_inputs()}
+        self.inputs = {i.name: DTYPES.get(i.type, "int64") for i in session.get_inputs()}
         outputs = [o.name for o in session.get_outputs()]
         self.output = "last_hidden_state" if "last_hidden_state" in outputs else outputs[0]
 
@@ -65,6 +66,8 @@ class DirectEncoder:
         return cls(session, tokenizer, lower_case=bool(getattr(modules[0], "do_lower_case", False)))
 
     def __call__(self, text: str) -> np.ndarray:
+        import numpy as np
+
         encoding = self.tokenizer.encode(text.lower() if self.lower_case else text)
         values = {"input_ids": encoding.ids, "attention_mask": encoding.attention_mask,
                   "token_type_ids": encoding.type_ids}
@@ -83,6 +86,8 @@ def encode_passages(model, direct: DirectEncoder | None, texts: Sequence[str], b
     """Unit vectors of `texts` (at least one): one text a run through `direct` where there is one,
     else sentence-transformers' encode() in padded batches (torch, cuda, other poolings)."""
     if direct:
+        import numpy as np
+
         return np.stack([direct(text) for text in texts])
     return model.encode(list(texts), batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
                         show_progress_bar=False)

@@ -6,14 +6,15 @@ import json
 import os
 import threading
 from pathlib import Path
-from typing import Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING, Sequence
 
 from ..config import DEFAULT_MODEL
 from ..errors import PgaskError
 from . import OnThisMachine, autoselect, backends
 from .direct_encoder import DirectEncoder, encode_passages, load_direct
+
+if TYPE_CHECKING:  # numpy loads on first use: commands that embed nothing (`pgask status`) never import it
+    import numpy as np
 
 ALIASES = {DEFAULT_MODEL, "all-MiniLM-L6-v2", "sentence-transformers/all-minilm-l6-v2"}
 
@@ -140,6 +141,8 @@ class LocalEmbedder(OnThisMachine):
         return [e.offsets for e in self._offsets_tokenizer.encode_batch(list(texts), add_special_tokens=False)]
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        import numpy as np
+
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         encoder = self.direct_encoder

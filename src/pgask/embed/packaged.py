@@ -13,12 +13,13 @@ import importlib.util
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING, Sequence
 
 from ..errors import PgaskError
 from . import OnThisMachine
+
+if TYPE_CHECKING:  # numpy loads on first use: commands that embed nothing (`pgask status`) never import it
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,8 @@ class PackagedEmbedder(OnThisMachine):
         return [e.offsets for e in self._offsets_tokenizer.encode_batch(list(texts), add_special_tokens=False)]
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        import numpy as np
+
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         encoder = self.encoder

@@ -16,7 +16,6 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Iterable
 
-import numpy as np
 import psycopg
 
 from ..db import store
@@ -25,6 +24,8 @@ from .chunking import Chunk
 from .loaders import Document, LoadError
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from .pipeline import IngestReport, Progress
 
 
@@ -133,6 +134,8 @@ class Stages:
                     del queued[:size]
                 while waiting and waiting[0].complete:
                     doc = waiting.popleft()
+                    import numpy as np
+
                     doc.vectors = np.vstack(doc.parts) if doc.parts else np.zeros((0, 1), np.float32)
                     embedded.put(doc)
                 if errors:
