@@ -82,6 +82,18 @@ class DirectEncoder:
         return cls.for_model(model) if backend.startswith("onnx") else None
 
 
+def offsets_tokenizer(source):
+    """A copy of a fast tokenizer that reads whole texts (no truncation, no padding), for chunk
+    boundaries: the model's own one changes its settings on every encode call, which must not
+    race with the chunker's thread."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_str(source.to_str())
+    tokenizer.no_truncation()
+    tokenizer.no_padding()
+    return tokenizer
+
+
 def encode_passages(model, direct: DirectEncoder | None, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
     """Unit vectors of `texts` (at least one): one text a run through `direct` where there is one,
     else sentence-transformers' encode() in padded batches (torch, cuda, other poolings)."""

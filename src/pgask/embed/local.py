@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Sequence
 from ..config import DEFAULT_MODEL
 from ..errors import PgaskError
 from . import OnThisMachine, autoselect, backends
-from .direct_encoder import DirectEncoder, encode_passages, load_direct
+from .direct_encoder import DirectEncoder, encode_passages, load_direct, offsets_tokenizer
 
 if TYPE_CHECKING:  # numpy loads on first use: commands that embed nothing (`pgask status`) never import it
     import numpy as np
@@ -126,18 +126,11 @@ class LocalEmbedder(OnThisMachine):
         return int(self.model.max_seq_length) - 2  # [CLS] and [SEP]
 
     def token_offsets(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
-        # A private copy of the fast tokenizer: the model's own one changes its truncation
-        # settings on every encode call, which must not race with the chunker's thread.
         encoder = self.direct_encoder
         with self._lock:
             if self._offsets_tokenizer is None:
-                from tokenizers import Tokenizer
-
                 source = encoder.tokenizer if encoder else self.model.tokenizer.backend_tokenizer
-                tokenizer = Tokenizer.from_str(source.to_str())
-                tokenizer.no_truncation()
-                tokenizer.no_padding()
-                self._offsets_tokenizer = tokenizer
+                self._offsets_tokenizer = offsets_tokenizer(source)
         return [e.offsets for e in self._offsets_tokenizer.encode_batch(list(texts), add_special_tokens=False)]
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:

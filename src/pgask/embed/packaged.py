@@ -98,12 +98,9 @@ class PackagedEmbedder(OnThisMachine):
         encoder = self.encoder
         with self._lock:
             if self._offsets_tokenizer is None:
-                from tokenizers import Tokenizer
+                from .direct_encoder import offsets_tokenizer
 
-                tokenizer = Tokenizer.from_str(encoder.tokenizer.to_str())
-                tokenizer.no_truncation()
-                tokenizer.no_padding()
-                self._offsets_tokenizer = tokenizer
+                self._offsets_tokenizer = offsets_tokenizer(encoder.tokenizer)
         return [e.offsets for e in self._offsets_tokenizer.encode_batch(list(texts), add_special_tokens=False)]
 
     def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
@@ -111,9 +108,11 @@ class PackagedEmbedder(OnThisMachine):
 
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        from .direct_encoder import encode_passages
+
         encoder = self.encoder
         with self._encode_lock:  # one encode at a time: it uses every core already
-            return np.stack([encoder(text) for text in texts]).astype(np.float32)
+            return encode_passages(None, encoder, texts).astype(np.float32)
 
     def embed_query(self, text: str) -> np.ndarray:
         return self.encoder(self.spec.query_instruction + text)
