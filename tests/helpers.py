@@ -317,3 +317,17 @@ def assert_matches_table(kb: KnowledgeBase, spec: TableSpec, url: str | None = N
     have = {row_id: digest for row_id, (digest, _) in stored_rows(kb, spec.table).items()}
     assert set(have) == ids
     assert have == expected
+
+
+def as_schema_version_4(conn, schema: str) -> tuple:
+    """Make a knowledge base's chunks table as schema version 4 made it (fts and fts_length without
+    the Korean keywords column); its BM25 totals, which the upgrade must leave as they are."""
+    conn.execute(f"ALTER TABLE {schema}.chunks DROP COLUMN fts, DROP COLUMN fts_length, DROP COLUMN keywords")
+    conn.execute(f"ALTER TABLE {schema}.chunks ADD COLUMN fts tsvector GENERATED ALWAYS AS "
+                 "(to_tsvector('english'::regconfig, heading || ' ' || content)) STORED")
+    conn.execute(f"CREATE INDEX chunks_fts_idx ON {schema}.chunks USING gin (fts)")
+    conn.execute(f"ALTER TABLE {schema}.chunks ADD COLUMN fts_length integer GENERATED ALWAYS AS "
+                 f"({schema}.lexeme_occurrences(to_tsvector('english'::regconfig, heading || ' ' || content))) STORED")
+    conn.execute(f"UPDATE {schema}.settings SET value = '4' WHERE key = 'schema_version'")
+    conn.commit()
+    return conn.execute(f"SELECT count(*), sum(fts_length) FROM {schema}.chunks").fetchone()

@@ -28,7 +28,7 @@ from pgask.ingest.table_rows import TableSpec
 from pgask.kb import KnowledgeBase
 
 from .helpers import (
-    ROUNDS, SMALL_BATCHES, assert_matches_table, count_documents, crash_corpus, execute, ingest_while_searching,
+    ROUNDS, SMALL_BATCHES, as_schema_version_4, assert_matches_table, count_documents, crash_corpus, execute, ingest_while_searching,
     make_source, snapshot, wait_for_backends_to_end, write)
 
 needs_psql = pytest.mark.skipif(shutil.which("psql") is None, reason="needs the psql client (.ci/run installs postgresql-client-15)")
@@ -355,3 +355,22 @@ def test_watching_a_table_on_citus_is_refused_with_what_to_do_instead(citus_url,
         with pytest.raises(PgaskError, match=r"--watch needs statement triggers .* run `pgask sync` instead"):
             kb.ingest_table(table, id_column="id", text_columns=["body"], watch=True)
         assert kb.status().table_sources == []  # nothing half set up
+
+
+def test_an_earlier_knowledge_base_gets_korean_keywords_on_citus(citus_url, home, tmp_path):
+    """Schema version 5's upgrade (keyword_upgrade.sql) re-creates the distributed chunks' fts with
+    chunks.keywords, on every shard, leaving the stored values as they were."""
+    pytest.importorskip("kiwipiepy", reason="Korean keywords need pgask[korean]")
+    write(tmp_path / "en.md", "# Distribution keys\n\nChange a table's distribution key with ALTER TABLE.\n")
+    write(tmp_path / "ko.md", "# 분산 정책\n\n분산 키를 바꾸려면 테이블을 다시 만들어야 합니다.\n")
+    settings = citus_settings(home, citus_url)
+    with KnowledgeBase(settings) as kb:
+        kb.ingest([tmp_path / "en.md"])
+        with kb.connection() as conn:
+            before = as_schema_version_4(conn, kb.schema)
+    with KnowledgeBase(settings) as kb:
+        with kb.connection() as conn:
+            assert conn.execute("SELECT count(*), sum(fts_length) FROM kb.chunks").fetchone() == before
+        assert kb.search("distribution key", k=1, mode="keyword")[0].source.endswith("en.md")
+        kb.ingest([tmp_path / "ko.md"])
+        assert kb.search("테이블의 분산키는 어떻게 바꾸나요?", k=1, mode="keyword")[0].source.endswith("ko.md")

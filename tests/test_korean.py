@@ -5,7 +5,7 @@ import pytest
 from pgask import korean
 from pgask.kb import KnowledgeBase
 
-from .conftest import write
+from .helpers import as_schema_version_4, write
 
 pytestmark = pytest.mark.skipif(not korean.available(), reason="kiwipiepy (pgask[korean]) is not installed")
 
@@ -53,19 +53,14 @@ def test_an_earlier_knowledge_base_is_upgraded(settings, korean_docs, tmp_path):
     with KnowledgeBase(settings) as kb:
         kb.ingest([korean_docs / "english.md"])
         s = kb.schema
-        with kb.connection() as conn:  # the chunks table as schema version 4 made it
-            conn.execute(f"ALTER TABLE {s}.chunks DROP COLUMN fts, DROP COLUMN fts_length, DROP COLUMN keywords")
-            conn.execute(f"ALTER TABLE {s}.chunks ADD COLUMN fts tsvector GENERATED ALWAYS AS "
-                         "(to_tsvector('english'::regconfig, heading || ' ' || content)) STORED")
-            conn.execute(f"ALTER TABLE {s}.chunks ADD COLUMN fts_length integer GENERATED ALWAYS AS "
-                         f"({s}.lexeme_occurrences(to_tsvector('english'::regconfig, heading || ' ' || content))) STORED")
-            conn.execute(f"UPDATE {s}.settings SET value = '4' WHERE key = 'schema_version'")
-            conn.commit()
-            before = conn.execute(f"SELECT chunks, lexemes FROM {s}.keyword_stats").fetchone()
+        with kb.connection() as conn:
+            before = as_schema_version_4(conn, s)
+            stats = conn.execute(f"SELECT chunks, lexemes FROM {s}.keyword_stats").fetchone()
     with KnowledgeBase(settings) as kb:
         assert [h.source for h in kb.search("distribution key", k=1, mode="keyword")][0].endswith("english.md")
         with kb.connection() as conn:
-            assert conn.execute(f"SELECT chunks, lexemes FROM {s}.keyword_stats").fetchone() == before
+            assert conn.execute(f"SELECT chunks, lexemes FROM {s}.keyword_stats").fetchone() == stats
+            assert conn.execute(f"SELECT count(*), sum(fts_length) FROM {s}.chunks").fetchone() == before
             assert conn.execute("SELECT count(*) FROM pg_indexes WHERE schemaname = %s AND indexname = 'chunks_fts_idx'",
                                 (s,)).fetchone()[0] == 1
         kb.ingest([korean_docs])

@@ -1,8 +1,9 @@
 -- A knowledge base whose chunks.fts was made before chunks had Korean keywords
 -- (korean.py) gets fts and fts_length again with the keywords in them. Their values do not change
 -- (every existing chunk's keywords are empty), so the BM25 statistics stay exact; the GIN index
--- goes with the old column and is built again (Citus
--- carries the DDL to its shards). Placeholders: {schema}, {schema_name},
+-- goes with the old column and is built again (Citus carries the DDL to its shards; inside
+-- this block, since Citus cannot forward a CREATE INDEX on a distributed table that arrives
+-- in a string of several statements, as schema.sql's do). Placeholders: {schema}, {schema_name},
 -- {ts_config}. Runs before keyword_length.sql, which adds fts_length back; safe to run again.
 
 DO $$
