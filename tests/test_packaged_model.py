@@ -5,7 +5,7 @@ import pytest
 
 from pgask.config import Settings
 from pgask.embed import get_embedder
-from pgask.embed.packaged import MODELS
+from pgask.embed.packaged import MODELS, PackagedEmbedder
 from pgask.errors import ModelMismatch
 from pgask.kb import KnowledgeBase
 
@@ -60,9 +60,10 @@ def test_a_knowledge_base_on_the_packaged_model(home, schema, corpus):
             kb.search("chain")
 
 
-def test_every_packaged_model_names_its_package():
-    for name, spec in MODELS.items():
-        assert spec.package and spec.extra and spec.dim > 0, name
+def test_every_packaged_model_is_in_its_package():
+    for name in MODELS:
+        folder = PackagedEmbedder(name).folder()
+        assert (folder / "model.onnx").is_file() and (folder / "tokenizer.json").is_file(), name
 
 
 def test_status_names_the_model_and_how_it_runs(run):

@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import re
 import threading
+from functools import cache
 
 HANGUL = re.compile(r"[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f]")
 # nouns, numerals, roots and the stems of verbs and adjectives: the morphemes that carry meaning
@@ -23,6 +24,7 @@ _kiwi = None
 _lock = threading.Lock()
 
 
+@cache  # asked for every chunk with Hangul: look for the package once a process
 def available() -> bool:
     return importlib.util.find_spec("kiwipiepy") is not None
 

@@ -13,6 +13,7 @@ later process loads them in a second instead of exporting again.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -29,6 +30,7 @@ BACKENDS = ("torch", "onnx", "onnx-int8", "cuda")
 ONNX_FP32 = "onnx/model.onnx"
 
 
+@functools.cache  # the CPU does not change while a process runs: read its flags once
 def cpu_isa() -> str:
     """The widest instruction set ONNX Runtime's int8 kernels can use here; "generic" when none fits."""
     if platform.machine().lower() in ("arm64", "aarch64"):

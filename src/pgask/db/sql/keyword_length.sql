@@ -6,10 +6,7 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT coalesce(sum(cardinality(positions)), 0)::integer FROM unnest($1)
 $$;
 
--- Knowledge bases made before chunks had Korean keywords get the column (empty, so their
--- tsvectors do not change); keyword_upgrade.sql has put it into fts.
-ALTER TABLE {schema}.chunks ADD COLUMN IF NOT EXISTS keywords text NOT NULL DEFAULT '';
-
+-- chunks.keywords is there: schema.sql makes it, keyword_upgrade.sql adds it to an earlier table.
 -- The expression of chunks.fts again: a generated column cannot read another one.
 ALTER TABLE {schema}.chunks ADD COLUMN IF NOT EXISTS fts_length integer
     GENERATED ALWAYS AS ({schema}.lexeme_occurrences(
