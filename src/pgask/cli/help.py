@@ -1,51 +1,57 @@
-"""--help rendering: flags shown alone and values by name, never a Python type (Typer 0.29 prints
-`<bool>` after each flag, `<list[Path]>`, `<float range>`)."""
+"""--help rendering: flags shown alone and values by name, never a type name (Typer prints `<str>`
+after a value option, `<path>` beside an argument, `<cosine|l2|ip>` for choices).
+
+Typer is held below 0.29 (pyproject.toml): 0.29 coerces values through pydantic, whose import costs
+every CLI call about 0.15 s, a quarter of `pgask status` (docs/design.md, --help rendering)."""
 
 from __future__ import annotations
 
+import copy
 
 import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
+VALUE_NAMES = {"int": "N", "integer": "N", "float": "NUMBER", "str": "TEXT", "text": "TEXT", "path": "PATH",
+               "datetime": "DATE"}
 
 
-class _HelpArgument(TyperArgument):
-    """An argument in --help: its name in capitals (QUERY, PATHS...), no Python type beside it."""
-
-    @property
-    def display_name_raw(self) -> str:
-        return self.metavar or (self.name or "").upper()
-
-    def display_type_rich(self, ctx) -> str | None:
-        return None
-
-
-VALUE_NAMES = {"int": "N", "float": "NUMBER", "str": "TEXT", "Path": "PATH", "datetime": "DATE"}
+def _value_name(param) -> str:
+    """TEXT, N, PATH, [vector|keyword|hybrid]: what a value option takes, in a word."""
+    choices = getattr(param.type, "choices", None)
+    if choices:
+        return f"[{'|'.join(str(c) for c in choices)}]"
+    name = param.type.name.removesuffix(" range")  # "integer range", "float range"
+    return VALUE_NAMES.get(name, name.upper()) + ("..." if param.multiple or param.nargs != 1 else "")
 
 
 class _HelpOption(TyperOption):
-    """An option in --help: a flag stands alone, a value is named by its metavar, its choices
-    ([vector|keyword|hybrid]) or a plain word (TEXT, N, PATH), never a Python type (<list[str]>)."""
+    """An option in --help: a flag stands alone, a value is named by its metavar, its choices or a
+    plain word (TEXT, N, PATH)."""
 
-    def display_type_rich(self, ctx) -> str | None:
+    def make_metavar(self, ctx) -> str:
         if self.is_flag:
-            return None
-        if self.metavar is not None:
-            return self.metavar
-        label = self.display_type(ctx).strip("<>")  # "int range", "list[str]", "vector|keyword|hybrid"
-        if "|" in label:
-            return f"[{label.removeprefix('list[').removesuffix(']')}]"
-        many = label.startswith("list[")
-        label = label.removeprefix("list[").removesuffix("]").removesuffix(" range")
-        return VALUE_NAMES.get(label, label.upper()) + ("..." if many or self.nargs != 1 else "")
+            return ""
+        return self.metavar if self.metavar is not None else _value_name(self)
+
+
+class _NoTypeName:
+    """An argument's type, as --help shows it beside the argument's name: not at all."""
+
+    def get_metavar(self, param, ctx) -> str:
+        return ""
 
 
 def _plain_help(params) -> None:
     for param in params:
         if type(param) is TyperOption:
             param.__class__ = _HelpOption
-        elif type(param) is TyperArgument:
-            param.__class__ = _HelpArgument
+        elif type(param) is TyperArgument and not isinstance(param.type, _NoTypeName):
+            # QUERY, PATHS..., as the help texts name them
+            param.metavar = param.metavar or (param.name or "").upper() + ("..." if param.nargs != 1 else "")
+            # a copy of the type that names nothing; its conversion is the type's own
+            shown = copy.copy(param.type)
+            shown.__class__ = type(f"Unnamed{type(shown).__name__}", (_NoTypeName, type(shown)), {})
+            param.type = shown
 
 
 class _PlainHelp:
