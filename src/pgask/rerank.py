@@ -105,15 +105,37 @@ def cross_encoder() -> CrossEncoder:
         return _loaded
 
 
+DOCUMENT_WEIGHT = 1.0  # how much a document's best other passage adds to a passage's logit
+
+
+def document_scores(probabilities: Sequence[float], documents: Sequence[int]) -> list[float]:
+    """Each passage's probability raised by its document's: the passage's logit plus the
+    probability of the best other passage of the same document. A page with two passages that
+    answer outranks a page with one that answers a little better, as a reader would rank them,
+    and a document comes first exactly when its best passage does. Chosen on the dev split of
+    bench/gpdb: MRR@10 0.894 -> 0.915 (test 0.877 -> 0.900; README, Retrieval quality)."""
+    import numpy as np
+
+    p = np.clip(np.asarray(probabilities, dtype=np.float64), 1e-6, 1 - 1e-6)
+    best_other = []
+    for i, document in enumerate(documents):
+        others = [p[j] for j in range(len(p)) if j != i and documents[j] == document]
+        best_other.append(max(others, default=0.0))
+    logits = np.log(p / (1 - p)) + DOCUMENT_WEIGHT * np.array(best_other)
+    return list(map(float, 1 / (1 + np.exp(-logits))))
+
+
 def rerank(model: CrossEncoder, question: str, hits: Sequence, *, depth: int) -> list:
-    """`hits` with the first `depth` re-ordered by the cross-encoder, whose probability becomes
-    their score; the rest follow in their order, with their own scores."""
+    """`hits` with the first `depth` re-ordered by the cross-encoder: `relevance` is its probability
+    that the passage answers, `score` (the order) that probability raised by the passage's
+    document (document_scores). The rest follow in their order, with their own scores."""
     head, tail = list(hits[:depth]), list(hits[depth:])
     if not head:
         return tail
-    scores = model.score(question, [f"{h.heading}\n\n{h.content}" if h.heading else h.content for h in head])
+    relevance = model.score(question, [f"{h.heading}\n\n{h.content}" if h.heading else h.content for h in head])
+    scores = document_scores(relevance, [h.document_id for h in head])
     order = sorted(range(len(head)), key=lambda i: -scores[i])  # stable: ties keep retrieval order
-    return [replace(head[i], score=float(scores[i]), relevance=float(scores[i])) for i in order] + tail
+    return [replace(head[i], score=scores[i], relevance=float(relevance[i])) for i in order] + tail
 
 
 def configured(choice: str) -> CrossEncoder | None:

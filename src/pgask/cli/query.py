@@ -63,7 +63,8 @@ def search(
 
     Each passage is shown with its rank and the score it was ranked by: cosine similarity (vector),
     BM25 (keyword) or the reciprocal-rank fusion of both (hybrid), or with --rerank the
-    cross-encoder's probability that it answers; --json gives both similarity and score.
+    cross-encoder's probability that it answers, raised when another passage of its document
+    answers too; --json gives similarity and score (and relevance, the plain probability).
     """
     k = old_k or k
     with knowledge_base() as kb:
