@@ -8,6 +8,7 @@ from pgask.answer import NO_ANSWER, SYSTEM_PROMPT, build_messages
 from pgask.kb import KnowledgeBase
 from pgask.search import Hit
 
+from .helpers import write
 from .openai_server import sse_chat
 
 
@@ -34,6 +35,28 @@ def test_question_the_documents_cannot_answer_gets_mode_none(loaded):
     # the passages it looked at are shown, so that a reader can see why
     looked_at = loaded.search("What is the capital city of Australia?", k=loaded.settings.top_k, rerank=True)
     assert [h.chunk_id for h in result.sources] == [h.chunk_id for h in looked_at]
+
+
+def test_a_name_written_as_code_that_no_document_mentions_gets_mode_none(kb, tmp_path):
+    write(tmp_path / "docs" / "memory.md", """
+        # Memory
+
+        Set gp_vmem_protect_limit to the memory each segment may use, and restart the cluster.
+
+        Statements that run longer than statement_timeout are cancelled.
+        """)
+    kb.ingest([tmp_path / "docs"])
+    known = kb.ask("what should gp_vmem_protect_limit be set to?")
+    assert known.mode == "extractive" and "gp_vmem_protect_limit" in known.answer
+    unknown = kb.ask("how do I enable pg_stat_statements and the --track-planning flag?")
+    assert unknown.mode == "none"
+    assert unknown.answer == f"{NO_ANSWER} They never mention `pg_stat_statements`, `--track-planning`."
+    assert unknown.sources  # the passages it looked at, as for any refusal
+    # a quoted value is the user's own (a role in a pasted error), not a name the documents must use
+    quoted = kb.ask('statements of role "etl_user" run too long, how do I cancel them after statement_timeout?')
+    assert quoted.mode == "extractive"
+    assert kb.answerable(unknown.sources, question="pg_stat_statements") is False
+    assert kb.answerable(known.sources, question="gp_vmem_protect_limit") is True
 
 
 def test_llm_answer_streams_from_an_openai_compatible_server(loaded, settings, httpserver):

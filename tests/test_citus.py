@@ -254,6 +254,10 @@ def test_sql_functions_from_psql(loaded, single):
                               f"'clean the chain with a degreaser', {vector_of}, 5, filter => '{{\"team\": \"red\"}}')")
     assert len(hybrid) == 5 and all(r[0].endswith(".md") for r in hybrid)
 
+    # the names a question writes as code that no chunk on any worker contains
+    missing = psql(loaded.url, f"SELECT {loaded.schema}.unmentioned_terms(ARRAY['degreaser', 'pg_stat_statements'])")
+    assert missing == [["{pg_stat_statements}"]]
+
 
 def psql(url: str, query: str) -> list[list[str]]:
     done = subprocess.run(["psql", url, "-X", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1", "-c", query],

@@ -56,12 +56,17 @@ def test_ask_in_the_database_answers_as_pgask_ask(kb, corpus, plpy):
     assert (answer, mode) == (expected.answer, "extractive")
     assert json.loads(sources) == json.loads(json.dumps(expected.as_dict()["sources"]))
     assert json.loads(sources)[0]["source"].endswith("garden.md")
-    assert list(GD["pgask"]) == [("embedder", kb.embedder.name), ("search", kb.schema, "hybrid")]
+    assert list(GD["pgask"]) == [("embedder", kb.embedder.name), ("search", kb.schema, "hybrid")]  # no code names
 
     unrelated = "Who won the football world cup in 1966?"
     [(_, mode, sources)] = ask(plpy, GD, kb.schema, unrelated)
     # mode none, with the passages it looked at, as pgask ask gives it
     assert (mode, json.loads(sources)) == ("none", json.loads(json.dumps(kb.ask(unrelated).as_dict()["sources"])))
+
+    # a name written as code that no document mentions: refused, naming it, as pgask ask does
+    unknown = "how do I set up pg_stat_statements for these plants?"
+    [(answer, mode, _)] = ask(plpy, GD, kb.schema, unknown)
+    assert (mode, answer) == ("none", kb.ask(unknown).answer) and "`pg_stat_statements`" in answer
 
     # get_embeddings: the knowledge base's model
     assert embedding(plpy, GD, kb.schema, "lettuce") == pytest.approx(kb.embedder.embed_query("lettuce").tolist(), abs=1e-6)

@@ -247,12 +247,17 @@ def extractive_answer(
 
 def compose(question: str, vector: np.ndarray, hits: Sequence[Hit], *,
             embed: Callable[[list[str]], np.ndarray], settings, model: ChatModel | None = None,
-            on_token: Callable[[str], None] | None = None, threshold: float | None = None) -> Answer:
+            on_token: Callable[[str], None] | None = None, threshold: float | None = None,
+            unmentioned: Sequence[str] = ()) -> Answer:
     """The answer from `hits`: written by the chat model when `settings` configure one (`model`, or
     one made from `settings`), else extractive (`embed` gives the passages' sentences unit vectors).
     Mode none, with the passages looked at, when they do not answer (answerability.py; `threshold`:
-    the least cosine similarity that can, default the settings')."""
+    the least cosine similarity that can, default the settings') or when the question names things
+    written as code that no document mentions (`unmentioned`, which the answer names)."""
     hits = for_answer(hits)  # each passage once; no table-of-contents pages
+    if unmentioned:  # before any model call: a model would answer from what it knows, not the documents
+        named = ", ".join(f"`{term}`" for term in unmentioned)
+        return Answer(question, f"{NO_ANSWER} They never mention {named}.", "none", list(hits))
     if not hits:
         return Answer(question, NO_ANSWER, "none")
     if not answerable(hits, threshold=settings.threshold if threshold is None else threshold):

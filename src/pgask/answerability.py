@@ -1,6 +1,10 @@
 """Whether the passages found answer the question at all, before any answer is composed.
 
-Calibrated on bench/gpdb's dev questions (README, Honest "not in the documents"): where the
+First, a question that names something written as code (gp_vmem_protect_limit,
+--leaf-partition-data, GreenplumCluster, DISTSTYLE) that no document mentions is one the
+documents cannot answer, however close its passages sound (`code_terms` here, the search in
+SQL: unmentioned_terms in search.sql). Then, calibrated on bench/gpdb's dev questions (README,
+Honest "not in the documents"): where the
 passages were re-ranked, the cross-encoder's probability that the best of them answers the
 question (it reads question and passage together, so it notices a passage about the same words
 that does not answer); else the cosine similarity of the closest passage (a question about
@@ -11,9 +15,29 @@ agree; they did not carry from the dev questions to the test ones, so they are n
 
 from __future__ import annotations
 
+import re
 from typing import Sequence
 
 from .search import Hit
+
+# a name written as code: a --flag, snake_case (with a file suffix: pg_hba.conf), CamelCase inside
+# a word, or an all-capitals word of 4 letters or more (SQL keywords, product acronyms)
+CODE_TERM = re.compile(
+    r"(?<![A-Za-z0-9_-])("
+    r"--[a-z][a-z0-9-]+"
+    r"|[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)+(?:\.[A-Za-z0-9]+)*"
+    r"|[A-Z][a-z]+[A-Z][A-Za-z0-9]*"
+    r"|[A-Z]{4,}[A-Z0-9]*"
+    r")(?![A-Za-z0-9_])")
+# quoted text is the user's own values (a user or host in a pasted error message), not the docs';
+# an apostrophe inside a word (what's, don't) opens no quote
+QUOTED = re.compile(r"\"[^\"]*\"|(?<![A-Za-z])'[^']*'(?![A-Za-z])")
+
+
+def code_terms(question: str) -> list[str]:
+    """The names written as code in `question`, once each, quoted values left out:
+    "what does gpexpand --leaf-partition-data do" -> ["--leaf-partition-data"]."""
+    return list(dict.fromkeys(CODE_TERM.findall(QUOTED.sub(" ", question))))
 
 # below this re-ranker probability, no passage answers: chosen on the dev split (4 of 8 questions
 # the docs do not answer refused, 2 of 74 answerable ones); on the test split it refused 1 of 74

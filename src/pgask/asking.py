@@ -10,6 +10,7 @@ from functools import cached_property
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from . import answer as answering
+from . import answerability
 from . import conversation
 from . import rerank as reranking
 from . import search as searching
@@ -62,11 +63,19 @@ class Asker:
             result = answering.compose(standalone, vector, hits, embed=self.embedder().embed_documents,
                                        settings=self.settings,
                                        model=self.chat_model if self.settings.llm_configured else None,
-                                       on_token=on_token, threshold=threshold)
+                                       on_token=on_token, threshold=threshold, unmentioned=self.unmentioned(searched))
             if result.usage:  # the chat model wrote it, or read the sources and found no answer
                 self.record_chat(result.usage)
         result.usage = dict(result.usage or {}, **sum_calls(calls))
         return replace(result, question=question, standalone_question=standalone)
+
+    def unmentioned(self, question: str) -> list[str]:
+        """The names written as code in `question` that no document mentions (answerability.py)."""
+        terms = answerability.code_terms(question)
+        if not terms:
+            return []
+        with self.connection() as conn:
+            return searching.unmentioned(conn, self.schema, terms)
 
     def search_question(self, question: str) -> str:
         """What to search for: `question`, or with a chat model configured, its translation into the

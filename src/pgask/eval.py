@@ -246,7 +246,7 @@ def evaluate(
             # BEIR's convention: a document with the question's own id is not an answer to it
             ranked = [d for d in ranked_documents(hits, document_of, DEPTH) if d != qid]
             run[qid] = {doc: float(len(ranked) - rank) for rank, doc in enumerate(ranked)}
-            if not kb.answerable(hits[:kb.settings.top_k]):
+            if not kb.answerable(hits[:kb.settings.top_k], question=text):
                 refused.add(qid)
             if progress:
                 progress.advance()

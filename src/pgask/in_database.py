@@ -15,6 +15,7 @@ import json
 
 from . import rerank as reranking
 from .answer import compose
+from .answerability import code_terms
 from .config import load_settings
 from .embed import Embedder, configured_embedder
 from .errors import PgaskError
@@ -61,6 +62,17 @@ def vector_literal(values: list[float]) -> str:
     return "[" + ",".join(repr(x) for x in values) + "]"
 
 
+def _unmentioned(plpy, GD: dict, schema: str, terms: list[str]) -> list[str]:
+    """Those of `terms` no chunk contains (unmentioned_terms in search.sql), as Asker.unmentioned."""
+    if not terms:
+        return []
+    cache = GD.setdefault("pgask", {})
+    if ("unmentioned", schema) not in cache:
+        statement = f"SELECT {plpy.quote_ident(schema)}.unmentioned_terms($1) AS missing"
+        cache[("unmentioned", schema)] = plpy.prepare(statement, ["text[]"])
+    return list(plpy.execute(cache[("unmentioned", schema)], [terms])[0]["missing"])
+
+
 def ask(plpy, GD: dict, schema: str, question: str) -> list[tuple[str, str, str]]:
     """One row (answer, mode, sources as JSON) answering `question` from this database's knowledge base."""
     try:
@@ -87,7 +99,8 @@ def ask(plpy, GD: dict, schema: str, question: str) -> list[tuple[str, str, str]
                         r["similarity"], r["score"], metadata=json.loads(r["metadata"])) for r in rows]
 
         hits = reranking.retrieve(settings, question, settings.top_k, fetch)
-        result = compose(question, vector, hits, embed=embedder.embed_documents, settings=settings)
+        result = compose(question, vector, hits, embed=embedder.embed_documents, settings=settings,
+                         unmentioned=_unmentioned(plpy, GD, schema, code_terms(question)))
     except PgaskError as exc:
         plpy.error(str(exc))
     return [(result.answer, result.mode, json.dumps(result.as_dict()["sources"]))]

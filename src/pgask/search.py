@@ -198,3 +198,11 @@ def search(
     if threshold is not None:
         hits = [h for h in hits if h.similarity >= threshold]
     return hits
+
+
+def unmentioned(conn: psycopg.Connection, schema: str, terms: Sequence[str]) -> list[str]:
+    """Those of `terms` that no chunk of the knowledge base contains (unmentioned_terms in SQL)."""
+    if not terms:
+        return []
+    statement = sql.SQL("SELECT {}.unmentioned_terms(%s)").format(sql.Identifier(schema))
+    return list(conn.execute(statement, (list(terms),)).fetchone()[0])

@@ -10,9 +10,9 @@ from psycopg.types.json import Jsonb
 
 from ..errors import ModelMismatch, PgaskError
 
-SCHEMA_VERSION = 5  # 2: keyword statistics for BM25, search functions; 3: search functions read one snapshot;
+SCHEMA_VERSION = 6  # 2: keyword statistics for BM25, search functions; 3: search functions read one snapshot;
 # 4: search functions Citus can plan (PL/pgSQL, not inlined SQL), set_search_settings;
-# 5: chunks.keywords (Korean morphemes) in the chunks' tsvector
+# 5: chunks.keywords (Korean morphemes) in the chunks' tsvector; 6: unmentioned_terms
 
 # The most dimensions pgvector's HNSW and IVFFlat indexes take, by column type.
 INDEX_MAX_DIMS = {"vector": 2000, "halfvec": 4000}

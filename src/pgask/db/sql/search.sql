@@ -218,3 +218,27 @@ BEGIN
     END IF;
 END
 $$;
+
+-- The terms (names written as code: gp_vmem_protect_limit, --leaf-partition-data, DISTSTYLE)
+-- that no chunk contains, as a phrase of the knowledge base's text search configuration, in
+-- the order given: a question about a name the documents never mention is one they cannot
+-- answer (answerability.py). One EXISTS per term, served by the fts GIN index.
+CREATE OR REPLACE FUNCTION {schema}.unmentioned_terms(terms text[])
+RETURNS text[]
+LANGUAGE plpgsql STABLE AS $$
+DECLARE
+    config regconfig := (SELECT (s.value #>> '{{}}')::regconfig FROM {schema}.settings s
+                         WHERE s.key = 'text_search_config');
+    term text;
+    phrase tsquery;
+    missing text[] := '{{}}';
+BEGIN
+    FOREACH term IN ARRAY coalesce(terms, '{{}}') LOOP
+        phrase := phraseto_tsquery(config, term);
+        IF numnode(phrase) > 0 AND NOT EXISTS (SELECT 1 FROM {schema}.chunks c WHERE c.fts @@ phrase) THEN
+            missing := missing || term;
+        END IF;
+    END LOOP;
+    RETURN missing;
+END
+$$;
