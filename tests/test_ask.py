@@ -5,6 +5,7 @@ import pytest
 from werkzeug import Response
 
 from pgask.answer import NO_ANSWER, SYSTEM_PROMPT, build_messages
+from pgask.answerability import code_terms
 from pgask.kb import KnowledgeBase
 from pgask.search import Hit
 
@@ -57,6 +58,18 @@ def test_a_name_written_as_code_that_no_document_mentions_gets_mode_none(kb, tmp
     assert quoted.mode == "extractive"
     assert kb.answerable(unknown.sources, question="pg_stat_statements") is False
     assert kb.answerable(known.sources, question="gp_vmem_protect_limit") is True
+
+
+@pytest.mark.parametrize("question, names", [
+    ("what does gpexpand --leaf-partition-data do", ["--leaf-partition-data"]),
+    ('FATAL: no pg_hba.conf entry for host "10.0.0.1", user "etl_user"', ["FATAL", "pg_hba.conf"]),
+    ("scale a GreenplumCluster and convert DISTSTYLE", ["GreenplumCluster", "DISTSTYLE"]),
+    ("what's gp_vmem_protect_limit and what's its default", ["gp_vmem_protect_limit"]),  # no quote opened
+    ("IFIT1 restricts viral RNA; UreH and ComYMV; GPORCA로 실행", ["GPORCA"]),  # symbols with digits, lone capitals
+    ("how often are tomatoes watered", []),
+])
+def test_names_written_as_code(question, names):
+    assert code_terms(question) == names
 
 
 def test_llm_answer_streams_from_an_openai_compatible_server(loaded, settings, httpserver):

@@ -20,14 +20,16 @@ from typing import Sequence
 
 from .search import Hit
 
-# a name written as code: a --flag, snake_case (with a file suffix: pg_hba.conf), CamelCase inside
-# a word, or an all-capitals word of 4 letters or more (SQL keywords, product acronyms)
+# a name written as code: a --flag, snake_case (with a file suffix: pg_hba.conf), CamelCase words
+# (GreenplumCluster), or a word of 4 capital letters or more (SQL keywords, product names). Not
+# capitals with digits or a lone capital inside (IFIT1, UreH, ComYMV): gene and protein symbols,
+# which SciFact's claims name in other spellings than its abstracts do.
 CODE_TERM = re.compile(
     r"(?<![A-Za-z0-9_-])("
     r"--[a-z][a-z0-9-]+"
     r"|[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)+(?:\.[A-Za-z0-9]+)*"
-    r"|[A-Z][a-z]+[A-Z][A-Za-z0-9]*"
-    r"|[A-Z]{4,}[A-Z0-9]*"
+    r"|[A-Z][a-z]+(?:[A-Z][a-z]+)+"
+    r"|[A-Z]{4,}"
     r")(?![A-Za-z0-9_])")
 # quoted text is the user's own values (a user or host in a pasted error message), not the docs';
 # an apostrophe inside a word (what's, don't) opens no quote
