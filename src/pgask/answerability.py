@@ -4,13 +4,13 @@ First, a question that names something written as code (gp_vmem_protect_limit,
 --leaf-partition-data, GreenplumCluster, DISTSTYLE) that no document mentions is one the
 documents cannot answer, however close its passages sound (`code_terms` here, the search in
 SQL: unmentioned_terms in search.sql). Then, calibrated on bench/gpdb's dev questions (README,
-Honest "not in the documents"): where the
-passages were re-ranked, the cross-encoder's probability that the best of them answers the
-question (it reads question and passage together, so it notices a passage about the same words
-that does not answer); else the cosine similarity of the closest passage (a question about
-something else entirely finds nothing near it). Lexical signals were measured too, the share
-of the question's rare terms that the passages contain and whether vector and keyword search
-agree; they did not carry from the dev questions to the test ones, so they are not used.
+Honest "not in the documents"): where the passages were re-ranked, the cross-encoder's
+probability that the best of them answers the question (it reads question and passage
+together, so it notices a passage about the same words that does not answer); else the cosine
+similarity of the closest passage (a question about something else entirely finds nothing near
+it). Lexical signals were measured too, the share of the question's rare terms that the
+passages contain and whether vector and keyword search agree; they did not carry from the dev
+questions to the test ones, so they are not used.
 """
 
 from __future__ import annotations
