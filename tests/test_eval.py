@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 
 import pytest
 
@@ -116,6 +117,9 @@ def test_a_question_set_over_a_corpus_folder_scores_each_kind(run, corpus, tmp_p
     rows = {row["kind"]: row for row in json.loads(reranked.stdout)}
     assert {row["mode"] for row in rows.values()} == {"hybrid+rerank"}
     assert rows["answerable"]["mrr@10"] == 1 and rows["unanswerable"]["refused"] == 1
+    table = run("eval", str(questions), "--corpus", str(corpus), "--mode", "hybrid", "--rerank",
+                env={"PGASK_RERANK": "on"}).stdout  # a log is 80 columns wide: nothing is cut
+    assert re.search(r"^hybrid\+rerank +unanswerable +- ", table, re.M) and "…" not in table, table
 
     only_dev = run("eval", str(questions), "--corpus", str(corpus), "--mode", "keyword", "--split", "dev")
     assert only_dev.exit_code == 0, only_dev.output

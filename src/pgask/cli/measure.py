@@ -66,9 +66,10 @@ def evaluate(
     from rich import box
 
     for dataset in dict.fromkeys(row["dataset"] for row in rows):
-        # collapsed padding: nine columns fit an 80-column terminal uncut
+        # no padding, the box's one-space separators only: nine columns, "hybrid+rerank" and
+        # "unanswerable" included, fit an 80-column terminal (or a log) uncut
         table = Table("mode", "kind", "nDCG@10", "R@100", "MRR@10", "hit@1", "hit@5", "n", "refused",
-                      title=dataset, box=box.SIMPLE_HEAD, show_edge=False, collapse_padding=True)
+                      title=dataset, box=box.SIMPLE_HEAD, show_edge=False, padding=0)
         for row in (r for r in rows if r["dataset"] == dataset):
             measures = [f"{row[m]:.4f}" if m in row else "-"
                         for m in ("ndcg@10", "recall@100", "mrr@10", "hit@1", "hit@5")]
