@@ -95,3 +95,27 @@ def test_a_role_that_may_not_use_plpython_gets_a_notice_not_an_error(server, ins
         notices = [n for n in notices if n.startswith("pgask:")]
         assert conn.execute("SELECT to_regprocedure('analyst.ask(text)')").fetchone()[0] is None
     assert len(notices) == 1 and "are not installed: permission denied" in notices[0]
+
+
+@pytest.mark.skipif(not (PG15 / "lib" / "vector.so").exists(),
+                    reason="needs pgvector built for PostgreSQL 15 (scripts/citus-cluster.sh build, run by .ci/run)")
+def test_ask_answers_in_the_database_and_refuses_names_no_document_mentions(server, installed, tmp_path):
+    from pgask.config import Settings
+    from pgask.kb import KnowledgeBase
+
+    from .helpers import write
+
+    write(tmp_path / "docs" / "garden.md", """
+        # Watering
+
+        Tomato plants are watered two or three times a week, deeply, at the base of the plant.
+        """)
+    with KnowledgeBase(Settings(home=tmp_path / "home", database_url=server.url, schema="garden")) as kb:
+        kb.ingest([tmp_path / "docs"])
+    with psycopg.connect(server.url) as conn:
+        answer, mode = conn.execute("SELECT answer, mode FROM garden.ask('How often are tomato plants watered?')").fetchone()
+        assert mode == "extractive" and "two or three times a week" in answer
+        # the names are looked up by the real PL/Python: a text[] argument and result through plpy
+        answer, mode = conn.execute("SELECT answer, mode FROM garden.ask('how do I water them with pg_stat_statements?')"
+                                    ).fetchone()
+        assert mode == "none" and answer.endswith("They never mention `pg_stat_statements`.")
