@@ -56,8 +56,8 @@ def test_a_name_written_as_code_that_no_document_mentions_gets_mode_none(kb, tmp
     # a quoted value is the user's own (a role in a pasted error), not a name the documents must use
     quoted = kb.ask('statements of role "etl_user" run too long, how do I cancel them after statement_timeout?')
     assert quoted.mode == "extractive"
-    assert kb.answerable(unknown.sources, question="pg_stat_statements") is False
-    assert kb.answerable(known.sources, question="gp_vmem_protect_limit") is True
+    assert kb.asker.unmentioned("pg_stat_statements or gp_vmem_protect_limit?") == ["pg_stat_statements"]
+    assert kb.asker.unmentioned("what should gp_vmem_protect_limit be set to?") == []
 
 
 @pytest.mark.parametrize("question, names", [

@@ -230,6 +230,8 @@ def evaluate(
 
     measures = _measures()
     embeddings = {qid: kb.embedder.embed_query(text) for qid, text in judged.queries.items() if text.strip()}
+    # what ask refuses by its names alone (answerability.py) does not depend on the mode: asked once
+    unmentioned = {qid for qid in embeddings if kb.asker.unmentioned(judged.queries[qid])}
     kinds = judged.kinds or dict.fromkeys(judged.queries, "answerable")
     order = list(dict.fromkeys(kinds[q] for q in judged.queries))
     rows = []
@@ -246,7 +248,7 @@ def evaluate(
             # BEIR's convention: a document with the question's own id is not an answer to it
             ranked = [d for d in ranked_documents(hits, document_of, DEPTH) if d != qid]
             run[qid] = {doc: float(len(ranked) - rank) for rank, doc in enumerate(ranked)}
-            if not kb.answerable(hits[:kb.settings.top_k], question=text):
+            if qid in unmentioned or not kb.answerable(hits[:kb.settings.top_k]):
                 refused.add(qid)
             if progress:
                 progress.advance()

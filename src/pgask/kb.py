@@ -196,11 +196,9 @@ class KnowledgeBase:
         """`ask` as a stream: ("question", standalone), ("token", text)..., then ("answer", Answer)."""
         return Asker.events(self.ask, question, **options)
 
-    def answerable(self, hits: Sequence[Hit], *, threshold: float | None = None, question: str | None = None) -> bool:
-        """Whether `hits` answer the question they were found for (`question`: also whether the
-        documents mention the names it writes as code), or pgask says the documents do not."""
-        if question is not None and self.asker.unmentioned(question):
-            return False
+    def answerable(self, hits: Sequence[Hit], *, threshold: float | None = None) -> bool:
+        """Whether `hits` answer the question they were found for, or pgask says the documents do not
+        (ask first refuses a question for names no document mentions: `asker.unmentioned`)."""
         return answerability.answerable(hits, threshold=self.settings.threshold if threshold is None else threshold)
 
     # --- documents (documents.py) ----------------------------------------------------------------
